@@ -1,0 +1,111 @@
+"""Shared helpers for ``benchmarks/bm_*.py``: timing, peak memory, the printed table, RESULTS.md rows.
+
+Each benchmark module defines ``main(argv: list[str] | None = None) -> list[dict]`` which prints its table
+and returns its rows; ``benchmarks/run.py`` runs them all (or the named ones).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import statistics
+import subprocess
+import time
+from typing import Callable, Iterable
+
+import torch
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+
+
+def device_name(device: str | torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(RESULTS), timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=os.path.dirname(RESULTS), timeout=10).stdout.strip()
+        return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], object], device: str | torch.device = "cpu", *, warmup: int = 3,
+            repeat: int = 20, min_time: float = 0.2) -> float:
+    """Median wall time of ``fn()`` in seconds (CUDA events on a GPU, perf_counter on the CPU)."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times: list[float] = []
+    start_all = time.perf_counter()
+    while len(times) < repeat or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeat):
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            times.append(a.elapsed_time(b) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_memory(fn: Callable[[], object], device: str | torch.device) -> int | None:
+    """Extra peak bytes allocated while running ``fn()`` on a CUDA device (None on the CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device) - base
+
+
+def print_table(title: str, rows: list[dict], columns: Iterable[str] | None = None) -> None:
+    if not rows:
+        print(f"{title}: no rows")
+        return
+    cols = list(columns) if columns else list(rows[0].keys())
+    cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print(f"\n{title}")
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def append_results(benchmark: str, device: str | torch.device, figures: str) -> None:
+    """Append one row (date, benchmark, device, torch, commit, figures) to benchmarks/RESULTS.md."""
+    header = "| date | benchmark | device | torch | commit | figures |\n|---|---|---|---|---|---|\n"
+    new = not os.path.exists(RESULTS)
+    row = (f"| {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} | {benchmark} | {device_name(device)} | "
+           f"{torch.__version__} | {commit()} | {figures} |\n")
+    with open(RESULTS, "a", encoding="utf-8") as fh:
+        if new:
+            fh.write("# Benchmark results\n\nOne row per run, appended by `benchmarks/run.py` "
+                     "(or a single `benchmarks/bm_*.py`).\n\n" + header)
+        fh.write(row)

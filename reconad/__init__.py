@@ -1,0 +1,5 @@
+"""reconad: reconstruction-based visual anomaly detection with pluggable components."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]
