@@ -1,0 +1,183 @@
+"""The ``reconad`` command: run, train, test, predict, plugins, info (and subcommands plugins add)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+__all__ = ["main"]
+
+
+def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
+    p.add_argument("config", nargs="?" if optional else None, default=None,
+                   help="YAML config (default: the built-in textures config)" if optional else "YAML config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<config>-<time>/)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (sets train.device)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .config import load_config
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.skip_bad:
+        overrides.append("data.skip_bad=true")
+    return load_config(args.config, overrides)
+
+
+def _print_metrics(metrics: dict[str, Any] | None) -> None:
+    if not metrics:
+        return
+    for key in ("image_auroc", "pixel_auroc", "aupro", "image_f1", "image_tpr", "image_tnr", "threshold"):
+        if metrics.get(key) is not None:
+            print(f"  {key:12s} {metrics[key]:.4f}")
+    for name, entry in list(metrics.get("scorers", {}).items())[1:]:
+        if entry.get("image_auroc") is not None:
+            print(f"  image_auroc[{name}] {entry['image_auroc']:.4f}")
+
+
+def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:
+    from .engine import run
+
+    cfg = _load(args)
+    res = run(cfg, args.out, test=test, resume=args.resume)
+    if res.train is not None and res.train.splits.skipped:
+        print(f"skipped {len(res.train.splits.skipped)} unreadable file(s):")
+        for line in res.train.splits.skipped:
+            print(f"  {line}")
+    if res.metrics is not None:
+        print(f"{cfg.name}: {res.metrics['n_test']} test images ({res.metrics['n_anomalous']} anomalous)")
+        _print_metrics(res.metrics)
+    where = res.files.get("report") or res.files.get("checkpoint")
+    print(f"report: {where}" if "report" in res.files else f"checkpoint: {where}")
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from .engine import test_checkpoint
+
+    res = test_checkpoint(args.checkpoint, args.out, device=args.device or "auto")
+    _print_metrics(res.metrics)
+    print(f"report: {res.files['report']}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .engine import predict
+
+    res = predict(args.checkpoint, args.images, args.out, device=args.device or "auto", skip_bad=args.skip_bad)
+    if "skipped" in res.files:
+        print(f"skipped unreadable images: see {res.files['skipped']}")
+    print(f"scores: {res.files['scores']}\nheatmaps: {res.files['heatmaps']}")
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import get_registry
+    from .registry import KINDS
+
+    reg = get_registry()
+    if args.json:
+        print(json.dumps([{"kind": s.kind, "name": s.name, "plugin": s.plugin, "description": s.description}
+                          for s in reg], indent=2))
+        return 0
+    for kind in KINDS:
+        print(f"{'memories' if kind == 'memory' else kind + 's'}:")
+        for name in reg.names(kind):
+            s = reg.get(kind, name)
+            print(f"  {name:22s} {s.plugin:28s} {s.description}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import pluggy
+
+    from . import __version__
+    from .ops import extension_info
+
+    info = extension_info()
+    info = {"reconad": __version__, "python": platform.python_version(), "pluggy": pluggy.__version__, **info}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    ext = info["extension"]
+    print(f"reconad {info['reconad']}  python {info['python']}  torch {info['torch']} "
+          f"(CUDA {info['torch_cuda'] or 'none'})  pluggy {info['pluggy']}")
+    print(f"GPU: {info['gpu'] or 'none visible'}")
+    print(f"extension: {'loaded from ' + str(ext['path']) if ext['loaded'] else 'not loaded'}"
+          f"{' (built with CUDA kernels)' if ext['built_with_cuda'] else ''}")
+    if ext["error"]:
+        print(f"  {ext['error']}")
+    print(f"\n{'op':18s} {'cpu':9s} {'cuda':9s} reasons")
+    for op, per in info["ops"].items():
+        reasons = "; ".join(f"{d}: {v['reason']}" for d, v in per.items() if v["backend"] == "fallback")
+        print(f"{op:18s} {per['cpu']['backend']:9s} {per['cuda']['backend']:9s} {reasons}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reconad", description="Reconstruction-based visual anomaly detection.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("run", help="train, then test and write the report")
+    _config_args(p, optional=True)
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("train", help="train only (writes checkpoint.pt in --out)")
+    _config_args(p, optional=False)
+    p.set_defaults(func=lambda a: _cmd_run(a, test=False))
+    p = sub.add_parser("test", help="test a trained checkpoint and write the report")
+    p.add_argument("checkpoint", help="checkpoint.pt or a run folder")
+    p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_cmd_test)
+    p = sub.add_parser("predict", help="score images with a trained checkpoint (scores.csv + heatmaps)")
+    p.add_argument("checkpoint", help="checkpoint.pt or a run folder")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default=None)
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
+    p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("plugins", help="every registered component by kind, with its plugin")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_plugins)
+    p = sub.add_parser("info", help="versions and which backend each op runs on, with reasons")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_info)
+    from .plugins import get_plugin_manager
+
+    get_plugin_manager().hook.reconad_register_commands(subparsers=sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .config import ConfigError
+    from .data.base import DataError
+    from .engine import CheckpointError, RunError
+    from .model import BuildError
+    from .registry import RegistryError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, DataError, CheckpointError, RunError, BuildError, RegistryError) as exc:
+        print(f"reconad {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"reconad {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

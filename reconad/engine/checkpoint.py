@@ -1,0 +1,67 @@
+"""Checkpoints: plain tensors and Python primitives only, saved atomically, loaded with
+``torch.load(..., weights_only=True)`` (a checkpoint that needs pickled code is refused)."""
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+import torch
+
+from ..io import atomic_path
+
+__all__ = ["CheckpointError", "FORMAT", "load_checkpoint", "model_signature", "save_checkpoint",
+           "check_compatible"]
+
+FORMAT = "reconad-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, not reconad's, unsafe, or of another model."""
+
+
+def save_checkpoint(path: str, state: dict[str, Any]) -> None:
+    state = {"format": FORMAT, **state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    if os.path.isdir(path):
+        path = os.path.join(path, "checkpoint.pt")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist (pass a checkpoint.pt or a run folder)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {path!r} contains pickled Python objects, not only weights; refusing to load it "
+            f"(weights_only=True). Re-save it with plain tensors, or train anew. ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {path!r} is not a readable torch file: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path!r} is not a reconad checkpoint (expected format {FORMAT!r})")
+    return state
+
+
+def model_signature(config: dict[str, Any], channels: int, image_size: int) -> dict[str, Any]:
+    """What must match for weights to be loaded into a model: the model section and the input shape."""
+    return {"model": config["model"], "channels": channels, "image_size": image_size}
+
+
+def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            _diff(a.get(k), b.get(k), f"{path}.{k}" if path else str(k), out)
+    elif a != b:
+        out.append(f"{path}: checkpoint has {a!r}, config has {b!r}")
+
+
+def check_compatible(state: dict[str, Any], signature: dict[str, Any], path: str) -> None:
+    """Raise ``CheckpointError`` naming every key where the checkpoint's model differs from the config's."""
+    diffs: list[str] = []
+    _diff(state.get("signature"), signature, "", diffs)
+    if diffs:
+        raise CheckpointError(f"checkpoint {path!r} was trained with another model config:\n  "
+                              + "\n  ".join(diffs[:10]))

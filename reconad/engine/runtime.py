@@ -1,0 +1,71 @@
+"""Where a run executes: device choice, seeding, and torchrun / DistributedDataParallel setup."""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = ["Runtime", "RunError", "resolve_device", "seed_everything", "setup_runtime"]
+
+
+class RunError(RuntimeError):
+    """A run cannot go on; the message says what was wrong and what to do."""
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> a GPU when there is one, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+            raise RunError(f"train.device is {name!r} but no CUDA GPU is visible (torch {torch.__version__}, "
+                           f"{build}); use --device cpu or --device auto")
+        index = int(name.split(":", 1)[1]) if ":" in name else local_rank
+        if index >= torch.cuda.device_count():
+            raise RunError(f"train.device is {name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+        return torch.device("cuda", index)
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup_runtime(device_name: str) -> Runtime:
+    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1): gloo on CPU, nccl on GPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device, rank, world, local_rank)

@@ -1,0 +1,193 @@
+"""Training: optimiser from config, epochs or steps, seeding, mixed precision, atomic checkpoints every N
+steps and at the end, exact resume, and DistributedDataParallel under torchrun."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ..components import Objective, StepContext
+from ..config import Config, TrainConfig, to_dict
+from ..data.base import DatasetSplits
+from ..model import ReconModel, build_model
+from ..registry import Registry
+from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
+from .evaluate import calibrate, check_finite, score_dataset
+from .runtime import RunError, Runtime, seed_everything
+
+__all__ = ["TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    model: ReconModel
+    objective: Objective
+    splits: DatasetSplits
+    step: int
+    checkpoint: str
+    calibration: dict[str, Any]
+    seconds: float
+
+
+def build_data(cfg: Config, registry: Registry) -> DatasetSplits:
+    splits = registry.get("dataset", cfg.data.name).factory(cfg.data, **cfg.data_options)
+    if len(splits.train) == 0:
+        raise RunError(f"dataset {cfg.data.name!r} has no training images (data.root={cfg.data.root!r})")
+    return splits
+
+
+def make_optimizer_factory(train: TrainConfig) -> Callable[..., torch.optim.Optimizer]:
+    """``make(params, **overrides)``: the optimiser ``train.optimizer`` names, with the config's settings."""
+    def make(params: Any, **overrides: Any) -> torch.optim.Optimizer:
+        kw: dict[str, Any] = {"lr": train.lr, "weight_decay": train.weight_decay}
+        if train.optimizer in ("adam", "adamw"):
+            kw["betas"] = tuple(train.betas)
+            cls = torch.optim.Adam if train.optimizer == "adam" else torch.optim.AdamW
+        else:
+            kw["momentum"] = train.momentum
+            cls = torch.optim.SGD
+        kw.update(overrides)
+        return cls(params, **kw)
+
+    return make
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """The batches of one epoch, a pure function of (seed, epoch): resuming mid-epoch replays the same order.
+
+    Full batches only (the last partial one is dropped, unless it is the only one); under torchrun each
+    process takes a strided share of every global batch, so N processes see what one process would.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    bs = min(batch_size, n)
+    batches = [perm[i * bs:(i + 1) * bs] for i in range(n // bs)]
+    return [b[rank::world] for b in batches]
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, resume: bool = False,
+          stop_after_steps: int | None = None, log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``cfg`` into ``out_dir`` (checkpoint.pt there), resuming from it when ``resume``.
+
+    ``stop_after_steps`` ends this call early (after a checkpoint), as an interruption would; for tests.
+    """
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    splits = build_data(cfg, registry)
+    model, objective = build_model(cfg.model, registry, splits.channels, splits.image_size)
+    device = runtime.device
+    model.to(device)
+    resolved = to_dict(cfg)
+    signature = model_signature(resolved, splits.channels, splits.image_size)
+    train_model: torch.nn.Module = model
+    if runtime.distributed:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizers = objective.configure_optimizers(model, make_optimizer_factory(cfg.train))
+    tc = cfg.train
+    ctx = StepContext(train_model, optimizers, device, amp=tc.amp, grad_clip=tc.grad_clip)
+
+    n = len(splits.train)
+    per_rank_bs = min(tc.batch_size, n)
+    if runtime.distributed and per_rank_bs < runtime.world_size:
+        raise RunError(f"train.batch_size {tc.batch_size} is smaller than the {runtime.world_size} processes")
+    steps_per_epoch = n // per_rank_bs
+    total = tc.steps if tc.steps is not None else tc.epochs * steps_per_epoch
+
+    ckpt_path = os.path.join(out_dir, CHECKPOINT)
+    step = 0
+    if resume:
+        if not os.path.isfile(ckpt_path):
+            raise RunError(f"--resume: no checkpoint to resume from in {out_dir!r} (expected {CHECKPOINT})")
+        state = load_checkpoint(ckpt_path, map_location=device)
+        check_compatible(state, signature, ckpt_path)
+        model.load_state_dict(state["model"])
+        for opt, s in zip(optimizers, state["optimizers"]):
+            opt.load_state_dict(s)
+        ctx.scaler.load_state_dict(state["scaler"])
+        objective.load_state_dict(state.get("objective", {}))
+        _set_rng_state(state["rng"])
+        step = int(state["step"])
+        log(f"resumed from {ckpt_path} at step {step}/{total}")
+    else:
+        torch.manual_seed(cfg.seed + 1 + runtime.rank)  # the training RNG (maskers, sampling), per process
+
+    def save(finished: bool, calibration: dict[str, Any] | None = None) -> None:
+        if not runtime.is_main:
+            return
+        save_checkpoint(ckpt_path, {
+            "config": resolved, "signature": signature, "model": model.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers], "scaler": ctx.scaler.state_dict(),
+            "objective": objective.state_dict(), "rng": _rng_state(), "step": step,
+            "finished": finished, "calibration": calibration,
+        })
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=step, disable=not (tc.progress and runtime.is_main), unit="step",
+               dynamic_ncols=True, desc=f"train {cfg.name}",
+               mininterval=0.2 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
+    seen, t_images = 0, time.perf_counter()
+    stop_at = total if stop_after_steps is None else min(total, step + stop_after_steps)
+    model.train()
+    try:
+        while step < stop_at:
+            epoch, first = divmod(step, steps_per_epoch)
+            batches = epoch_batches(n, tc.batch_size, cfg.seed, epoch, runtime.rank, runtime.world_size)
+            remaining = batches[first:first + (stop_at - step)]
+            # its own generator: a loader must not draw from the global RNG, or a resumed run would diverge
+            loader = DataLoader(splits.train, batch_sampler=remaining, num_workers=tc.num_workers,
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            for batch in loader:
+                check_finite(batch["image"], list(batch["path"]), f"training batch at step {step}")
+                batch["image"] = batch["image"].to(device, non_blocking=True)
+                ctx.step_index = step
+                logs = objective.training_step(ctx, batch)
+                loss = logs.get("loss", float("nan"))
+                if not math.isfinite(loss):
+                    raise RunError(f"the loss became {loss} at step {step} (epoch {epoch}): "
+                                   f"{', '.join(f'{k}={v:.4g}' for k, v in logs.items())}; lower train.lr "
+                                   f"(now {tc.lr}) or set train.grad_clip")
+                step += 1
+                seen += batch["image"].shape[0] * runtime.world_size
+                if bar.n < step:
+                    bar.update(step - bar.n)
+                    rate = seen / max(time.perf_counter() - t_images, 1e-9)
+                    bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{rate:.0f}", refresh=False)
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total:
+                    save(False)
+    finally:
+        bar.close()
+
+    calibration: dict[str, Any] = {}
+    if step >= total:
+        if runtime.is_main:
+            holdout = score_dataset(model, splits.holdout, device, cfg.test.batch_size, keep_masks=False,
+                                    where="held-out normal images")
+            calibration = calibrate(holdout, cfg.test.threshold_quantile)
+        save(True, calibration)
+    else:
+        save(False)
+    runtime.barrier()
+    return TrainResult(model, objective, splits, step, ckpt_path, calibration, time.perf_counter() - t0)

@@ -1,0 +1,84 @@
+"""The component registry: every registered component by kind, name and the plugin that provides it."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+__all__ = ["KINDS", "ComponentSpec", "Registry", "RegistryError"]
+
+# kind -> the hook that registers it
+KINDS: dict[str, str] = {
+    "encoder": "reconad_register_encoders",
+    "memory": "reconad_register_memories",
+    "decoder": "reconad_register_decoders",
+    "masker": "reconad_register_maskers",
+    "scorer": "reconad_register_scorers",
+    "objective": "reconad_register_objectives",
+    "dataset": "reconad_register_datasets",
+}
+
+
+class RegistryError(LookupError):
+    """A duplicate or unknown component name."""
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    kind: str
+    name: str
+    factory: Callable[..., object]
+    plugin: str
+    description: str
+
+    def build(self, **kwargs: object) -> object:
+        return self.factory(**kwargs)
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n", 1)[0].strip()
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._specs: dict[str, dict[str, ComponentSpec]] = {k: {} for k in KINDS}
+
+    def add(self, kind: str, name: str, factory: Callable[..., object], plugin: str,
+            description: str | None = None) -> ComponentSpec:
+        if kind not in self._specs:
+            raise RegistryError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+        if not isinstance(name, str) or not name or not callable(factory):
+            raise RegistryError(f"plugin {plugin!r} registered a {kind} with an invalid name or factory: "
+                                f"register(name: str, factory: callable), got {name!r}, {factory!r}")
+        have = self._specs[kind].get(name)
+        if have is not None:
+            raise RegistryError(f"{kind} {name!r} is registered by two plugins: {have.plugin!r} and {plugin!r}; "
+                                f"uninstall one of them or rename the component")
+        spec = ComponentSpec(kind, name, factory, plugin, description or _first_line(factory.__doc__))
+        self._specs[kind][name] = spec
+        return spec
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        if kind not in self._specs:
+            raise RegistryError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+        try:
+            return self._specs[kind][name]
+        except KeyError:
+            raise RegistryError(self.unknown_message(kind, name)) from None
+
+    def unknown_message(self, kind: str, name: object) -> str:
+        names = sorted(self._specs[kind])
+        msg = f"unknown {kind} {name!r}; available: {', '.join(names) or '(none registered)'}"
+        close = difflib.get_close_matches(str(name), names, n=1)
+        return msg + (f"; did you mean {close[0]!r}?" if close else "")
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._specs[kind])
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        kind, name = key
+        return name in self._specs.get(kind, {})
+
+    def __iter__(self) -> Iterator[ComponentSpec]:
+        for kind in KINDS:
+            yield from (self._specs[kind][n] for n in sorted(self._specs[kind]))
