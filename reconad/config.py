@@ -327,31 +327,36 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
     if "model" not in raw:
         errors.append("model: missing required key")
     train, _ = _dataclass(TrainConfig, raw.get("train", {}) or {}, "train", errors)
+    if train is not None:
+        _check_train(train, errors)
+    before = len(errors)
     test, _ = _dataclass(TestConfig, raw.get("test", {}) or {}, "test", errors)
+    if test is not None and len(errors) == before and not 0.0 < test.threshold_quantile <= 1.0:
+        errors.append(f"test.threshold_quantile: expected a value in (0, 1], got {test.threshold_quantile}")
     seed = _convert(raw.get("seed", 0), int, "seed", errors)
     name = _convert(raw.get("name", "reconad"), str, "name", errors)
     if data is not None and "seed" not in raw["data"]:
         data.seed = seed  # one seed for the whole run unless the data section sets its own
-    if train is not None:
-        _check_train(train, errors)
-    if test is not None and not 0.0 < test.threshold_quantile <= 1.0:
-        errors.append(f"test.threshold_quantile: expected a value in (0, 1], got {test.threshold_quantile}")
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     return Config(data=data, model=model, train=train, test=test, seed=seed, name=name, data_options=data_options)
 
 
 def _check_train(train: TrainConfig, errors: list[str]) -> None:
-    if train.epochs < 1 and train.steps is None:
+    """Ranges of the train section (fields whose type is already wrong were reported and are skipped)."""
+    def num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if num(train.epochs) and train.epochs < 1 and train.steps is None:
         errors.append(f"train.epochs: expected >= 1, got {train.epochs}")
-    if train.steps is not None and train.steps < 1:
+    if num(train.steps) and train.steps < 1:
         errors.append(f"train.steps: expected >= 1 or null, got {train.steps}")
-    if train.batch_size < 1:
+    if num(train.batch_size) and train.batch_size < 1:
         errors.append(f"train.batch_size: expected >= 1, got {train.batch_size}")
-    if train.lr <= 0:
+    if num(train.lr) and train.lr <= 0:
         errors.append(f"train.lr: expected > 0, got {train.lr}")
     dev = train.device
-    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+    if isinstance(dev, str) and not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         errors.append(f"train.device: expected auto, cpu, cuda or cuda:N, got {dev!r}")
 
 

@@ -50,7 +50,7 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     registry = Registry()
     for kind, hook_name in KINDS.items():
         hook = getattr(pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order (pluggy calls them in reverse)
             label = _plugin_label(pm, impl.plugin_name)
 
             def register(name, factory, *, description=None, _kind=kind, _label=label):

@@ -1,8 +1,23 @@
-"""Shared test configuration: tests marked ``@pytest.mark.cuda`` are skipped without a CUDA GPU."""
+"""Shared test configuration and small-run factories.
+
+Tests marked ``@pytest.mark.cuda`` are skipped without a CUDA GPU.
+"""
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
+
+# A run small enough for a test: 16x16 brick patches, a two-block conv AE with a MemAE memory.
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "data": {"name": "textures", "category": "brick", "image_size": 16, "patch_size": 16, "patch_stride": 24},
+    "model": {"encoder": {"name": "conv", "channels": [8, 16]}, "memory": {"name": "memae", "slots": 20},
+              "decoder": {"name": "conv"}, "scorers": [{"name": "l2", "smoothing_sigma": 1.0}]},
+    "train": {"epochs": 1, "batch_size": 32, "device": "cpu", "progress": False},
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -12,3 +27,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def tiny_raw():
+    """A fresh copy of the tiny run's raw config mapping."""
+    return copy.deepcopy(TINY)

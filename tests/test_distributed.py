@@ -1,0 +1,51 @@
+"""torchrun with 2 CPU processes (gloo, DistributedDataParallel) reaches what one process does."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import yaml
+
+from reconad.engine.checkpoint import load_checkpoint
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo")
+def test_two_processes_match_one(tmp_path, tiny_raw):
+    raw = dict(tiny_raw)
+    # without batch norm, 2 processes x half a batch with averaged gradients are one process's full batch
+    raw["model"] = {"encoder": {"name": "conv", "channels": [8, 16], "batch_norm": False},
+                    "memory": {"name": "memae", "slots": 20},
+                    "decoder": {"name": "conv", "batch_norm": False}, "scorers": ["l2"]}
+    raw["train"] = dict(raw["train"], steps=8, batch_size=16)
+    raw["test"] = {"report_images": 2}
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "reconad.cli", "run", str(cfg), "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+                          "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "reconad.cli", "run",
+                          str(cfg), "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for key in ("image_auroc", "pixel_auroc", "aupro"):
+        assert m2[key] == pytest.approx(m1[key], abs=2e-3), key
+    w1 = load_checkpoint(str(tmp_path / "one"))["model"]
+    w2 = load_checkpoint(str(tmp_path / "two"))["model"]
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-3, atol=1e-4, msg=k)

@@ -1,0 +1,172 @@
+"""The engine end to end on tiny data: run folder contents checked against independent computations,
+exact resume, and every kind of bad input ending in one clear error with nothing half-written."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from reconad.config import apply_overrides, validate
+from reconad.engine import CheckpointError, RunError, predict, run, test_checkpoint
+from reconad.engine.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _run(raw, out, **kw):
+    return run(validate(raw), str(out), log=lambda s: None, **kw)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "reconad.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import TINY
+
+    out = tmp_path_factory.mktemp("run") / "out"
+    res = run(validate(TINY), str(out), log=lambda s: None)
+    return out, res
+
+
+def test_run_folder_holds_every_file_and_consistent_metrics(trained):
+    out, res = trained
+    for name in ("config.yaml", "checkpoint.pt", "metrics.json", "scores.csv", "grid.png", "roc.png", "pro.png",
+                 "report.html"):
+        assert (out / name).is_file(), name
+    assert not [f for f in os.listdir(out) if f.startswith(".")], "temp files left behind"
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert len(rows) == metrics["n_test"] == len(res.train.splits.test)
+    scores = np.array([float(r["score"]) for r in rows])
+    labels = np.array([int(r["label"]) for r in rows])
+    assert metrics["image_auroc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    for key in ("pixel_auroc", "aupro"):
+        assert 0.0 <= metrics[key] <= 1.0
+    # the threshold comes from held-out normal images only: the 0.99 quantile of their scores
+    state = load_checkpoint(str(out / "checkpoint.pt"))
+    assert state["finished"] and state["calibration"]["threshold"] == pytest.approx(metrics["threshold"])
+    pred = np.array([int(r["predicted"]) for r in rows])
+    assert (pred == (scores > metrics["threshold"])).all()
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["memory"]["slots"] == 20
+    assert os.stat(out / "metrics.json").st_mode & 0o044, "report files must be readable like any other file"
+
+
+def test_test_command_reproduces_the_run_metrics(trained, tmp_path):
+    out, res = trained
+    again = test_checkpoint(str(out), str(tmp_path / "retest"), device="cpu")
+    assert again.metrics["image_auroc"] == pytest.approx(res.metrics["image_auroc"], abs=1e-9)
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_raw, tmp_path):
+    raw = apply_overrides(tiny_raw, ["train.steps=9", "train.checkpoint_every=4", "train.batch_size=16",
+                                     "model.masker=random_block", "test.report_images=2"])
+    full = _run(raw, tmp_path / "full")
+    part = _run(raw, tmp_path / "part", stop_after_steps=5)
+    assert part.train.step == 5 and part.metrics is None
+    assert not load_checkpoint(str(tmp_path / "part"))["finished"]
+    resumed = _run(raw, tmp_path / "part", resume=True)
+    assert resumed.train.step == 9
+    a, b = full.train.model.state_dict(), resumed.train.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed.metrics["image_auroc"] == full.metrics["image_auroc"]
+
+
+def test_resume_with_another_model_config_is_refused(tiny_raw, tmp_path):
+    raw = apply_overrides(tiny_raw, ["train.steps=2"])
+    _run(raw, tmp_path / "a", test=False)
+    other = apply_overrides(raw, ["model.memory.slots=30"])
+    with pytest.raises(CheckpointError, match=r"another model config:\n  model.memory.slots: checkpoint has 20, "
+                                              r"config has 30"):
+        _run(other, tmp_path / "a", resume=True)
+
+
+class NotAWeight:
+    pass
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "reconad-checkpoint/1", "payload": NotAWeight()}, path)
+    with pytest.raises(CheckpointError, match="contains pickled Python objects.*weights_only=True"):
+        load_checkpoint(str(path))
+    res = _cli("test", str(path))
+    assert res.returncode == 2 and "refusing to load it" in res.stderr
+    save_checkpoint(str(tmp_path / "fine.pt"), {"x": torch.ones(2)})
+    assert torch.equal(load_checkpoint(str(tmp_path / "fine.pt"))["x"], torch.ones(2))
+
+
+def test_predict_scores_a_folder_and_skips_bad_files(trained, tmp_path):
+    out, res = trained
+    imgs = tmp_path / "imgs"
+    (imgs / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 30), dtype=np.uint8)).save(imgs / f"a{i}.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(imgs / "sub" / "rgb.jpg")
+    (imgs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(Exception, match="broken.png"):
+        predict(str(out), [str(imgs)], str(tmp_path / "p1"), device="cpu")
+    assert not (tmp_path / "p1").exists(), "a failed predict must not leave a folder"
+    res = predict(str(out), [str(imgs)], str(tmp_path / "p2"), device="cpu", skip_bad=True)
+    rows = list(csv.DictReader(open(res.files["scores"])))
+    assert len(rows) == 4 and {r["label"] for r in rows} == {""}
+    assert len(os.listdir(res.files["heatmaps"])) == 4
+    assert "broken.png" in (tmp_path / "p2" / "skipped.txt").read_text()
+
+
+def test_nan_pixels_name_the_file(tmp_path, tiny_raw):
+    root = tmp_path / "data"
+    for sub in ("train/good", "test/good", "test/crack"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.random((16, 16), dtype=np.float32)).save(root / "train/good" / f"{i}.tiff")
+    bad = rng.random((16, 16), dtype=np.float32)
+    bad[3, 4] = np.nan
+    Image.fromarray(bad).save(root / "train/good" / "nan.tiff")
+    for sub in ("test/good", "test/crack"):
+        Image.fromarray(rng.random((16, 16), dtype=np.float32)).save(root / sub / "t.tiff")
+    raw = dict(tiny_raw, data={"name": "folder", "root": str(root), "image_size": 16, "holdout_fraction": 0.2})
+    with pytest.raises(RunError, match=r"NaN or inf pixel values: .*nan\.tiff"):
+        _run(raw, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_errors_are_one_line_and_leave_no_folder(tmp_path):
+    cases = [
+        (["--set", "data.name=folder", "--set", f"data.root={tmp_path / 'nowhere'}"], "nowhere"),
+        (["--set", "model.memory.slots=many"], "model.memory.slots: expected int, got 'many'"),
+        (["--set", "model.encoder.name=cnov"], "did you mean 'conv'"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "no CUDA GPU is visible"))
+    for args, expected in cases:
+        out = tmp_path / "out"
+        res = _cli("run", *args, "--out", str(out))
+        assert res.returncode == 2, (args, res.stderr)
+        assert expected in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.stderr
+        assert not out.exists(), args
+
+
+def test_cli_help_and_info():
+    for cmd in ("run", "train", "test", "predict", "plugins", "info"):
+        res = _cli(cmd, "--help")
+        assert res.returncode == 0 and "usage: reconad" in res.stdout, cmd
+    info = json.loads(_cli("info", "--json").stdout)
+    assert info["ops"]["memory_address"]["cpu"]["backend"] in ("cpp", "fallback")
+    assert all(v["reason"] for per in info["ops"].values() for v in per.values())
+    table = _cli("info").stdout
+    assert "memory_address" in table and "torch" in table
