@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, Sequence
 
@@ -61,9 +60,9 @@ def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from .engine import test_checkpoint
+    from .engine import evaluate_checkpoint
 
-    res = test_checkpoint(args.checkpoint, args.out, device=args.device or "auto")
+    res = evaluate_checkpoint(args.checkpoint, args.out, device=args.device or "auto")
     _print_metrics(res.metrics)
     print(f"report: {res.files['report']}")
     return 0

@@ -50,8 +50,7 @@ class StepContext:
         with torch.autocast(self.device.type, dtype=self._dtype, enabled=self.amp):
             yield
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-             params: Callable[[], Any] | None = None) -> None:
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.grad_clip:

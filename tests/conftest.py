@@ -5,9 +5,16 @@ Tests marked ``@pytest.mark.cuda`` are skipped without a CUDA GPU.
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel test workers share the cores: one thread each (inherited by the CLI subprocesses tests start).
+    # OpenMP threads that wait on a descheduled sibling make a 2-thread conv ~20x slower than 1 thread.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # A run small enough for a test: 16x16 brick patches, a two-block conv AE with a MemAE memory.
 TINY = {

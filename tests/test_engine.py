@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from reconad.config import apply_overrides, validate
-from reconad.engine import CheckpointError, RunError, predict, run, test_checkpoint
+from reconad.engine import CheckpointError, RunError, evaluate_checkpoint, predict, run
 from reconad.engine.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -63,7 +63,7 @@ def test_run_folder_holds_every_file_and_consistent_metrics(trained):
 
 def test_test_command_reproduces_the_run_metrics(trained, tmp_path):
     out, res = trained
-    again = test_checkpoint(str(out), str(tmp_path / "retest"), device="cpu")
+    again = evaluate_checkpoint(str(out), str(tmp_path / "retest"), device="cpu")
     assert again.metrics["image_auroc"] == pytest.approx(res.metrics["image_auroc"], abs=1e-9)
 
 
@@ -170,3 +170,10 @@ def test_cli_help_and_info():
     assert all(v["reason"] for per in info["ops"].values() for v in per.values())
     table = _cli("info").stdout
     assert "memory_address" in table and "torch" in table
+
+
+def test_mixed_precision_trains_on_the_cpu(tiny_raw, tmp_path):
+    raw = apply_overrides(tiny_raw, ["train.steps=3", "train.amp=true", "train.batch_size=8"])
+    res = _run(raw, tmp_path / "amp", test=False)
+    assert res.train.step == 3
+    assert all(torch.isfinite(p).all() for p in res.train.model.parameters())

@@ -22,10 +22,10 @@ from ..registry import Registry
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluate import compute_metrics, score_dataset
 from .report import write_report
-from .runtime import RunError, Runtime, setup_runtime
+from .runtime import RunError, setup_runtime
 from .trainer import TrainResult, build_data, train
 
-__all__ = ["CheckpointError", "RunError", "RunResult", "default_out_dir", "predict", "run", "test_checkpoint"]
+__all__ = ["CheckpointError", "RunError", "RunResult", "default_out_dir", "predict", "run", "evaluate_checkpoint"]
 
 
 @dataclass
@@ -114,7 +114,7 @@ def _load_trained(checkpoint: str, device: torch.device, registry: Registry) -> 
     return cfg, model, state["calibration"], sig
 
 
-def test_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: str = "auto",
+def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: str = "auto",
                     registry: Registry | None = None, overrides: dict[str, Any] | None = None) -> RunResult:
     """Score the test split of a trained checkpoint's dataset and write metrics and the report."""
     registry = registry or get_registry()
@@ -125,9 +125,6 @@ def test_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: str 
     with _OutDir(out_dir):
         metrics, files = _evaluate(out_dir, cfg, model, splits, calibration, dev)
     return RunResult(out_dir, metrics, files)
-
-
-test_checkpoint.__test__ = False  # not a pytest test despite the name
 
 
 def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "auto", skip_bad: bool = False,

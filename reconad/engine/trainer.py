@@ -109,10 +109,10 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     ctx = StepContext(train_model, optimizers, device, amp=tc.amp, grad_clip=tc.grad_clip)
 
     n = len(splits.train)
-    per_rank_bs = min(tc.batch_size, n)
-    if runtime.distributed and per_rank_bs < runtime.world_size:
+    batch = min(tc.batch_size, n)  # the global batch; each process takes 1/world_size of it
+    if runtime.distributed and batch < runtime.world_size:
         raise RunError(f"train.batch_size {tc.batch_size} is smaller than the {runtime.world_size} processes")
-    steps_per_epoch = n // per_rank_bs
+    steps_per_epoch = n // batch
     total = tc.steps if tc.steps is not None else tc.epochs * steps_per_epoch
 
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
