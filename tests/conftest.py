@@ -36,6 +36,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def tiny_base():
+    """The tiny run's raw config mapping, shared (do not modify; module fixtures train from it)."""
+    return copy.deepcopy(TINY)
+
+
 @pytest.fixture
 def tiny_raw():
     """A fresh copy of the tiny run's raw config mapping."""

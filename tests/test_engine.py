@@ -30,11 +30,9 @@ def _cli(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from conftest import TINY
-
+def trained(tmp_path_factory, tiny_base):
     out = tmp_path_factory.mktemp("run") / "out"
-    res = run(validate(TINY), str(out), log=lambda s: None)
+    res = run(validate(tiny_base), str(out), log=lambda s: None)
     return out, res
 
 

@@ -96,8 +96,11 @@ def _jit_build_cuda() -> None:
     if not cpp_extension.is_ninja_available():
         _state.jit_error = "ninja is not installed (pip install 'reconad[cuda]') to compile the CUDA kernels"
         return
-    files = sorted(glob.glob(os.path.join(src, "*", "*.cpp")) + glob.glob(os.path.join(src, "*", "cpu", "*.cpp"))
-                   + glob.glob(os.path.join(src, "*", "cuda", "*.cu")))
+    files = sorted(glob.glob(os.path.join(src, "*", "cuda", "*.cu")))
+    if _state.module is None:
+        # no installed extension: the schemas and CPU kernels must come from this build too
+        files += sorted(glob.glob(os.path.join(src, "*", "*.cpp")) + glob.glob(os.path.join(src, "*", "cpu", "*.cpp")))
+    # else: reconad._C already defines every schema; loading them twice would be an error
     digest = hashlib.sha256()
     for f in files + glob.glob(os.path.join(src, "**", "*.h"), recursive=True):
         with open(f, "rb") as fh:
