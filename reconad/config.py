@@ -411,10 +411,10 @@ def load_raw(path: str | None, overrides: list[str] = ()) -> dict[str, Any]:
 
 def load_config(path: str | None = None, overrides: list[str] = (), registry: Registry | None = None) -> Config:
     """Load, override and validate a config file (the default config when ``path`` is None)."""
-    cfg = validate(load_raw(path, overrides), registry)
-    if path and "name" not in load_raw(path, []):
-        cfg.name = os.path.splitext(os.path.basename(path))[0]
-    return cfg
+    raw = load_raw(path, overrides)
+    if path and "name" not in raw:
+        raw["name"] = os.path.splitext(os.path.basename(path))[0]  # runs are named after their config file
+    return validate(raw, registry)
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
