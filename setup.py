@@ -95,7 +95,9 @@ def _extensions(cmdclass: dict) -> list:
     for s in sources:
         _say(f"  {s}")
 
-    cxx = ["-O3"]
+    # at::parallel_for is inline OpenMP code: without -fopenmp it runs serially. The extension links the
+    # libgomp.so.1 that torch itself loaded (same soname), so there is one OpenMP runtime.
+    cxx = ["-O3", "-fopenmp"]
     nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
     macros = [("RECONAD_WITH_CUDA", None)] if with_cuda else []
     ext_cls = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
@@ -105,6 +107,7 @@ def _extensions(cmdclass: dict) -> list:
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=macros,
         extra_compile_args={"cxx": cxx, "nvcc": nvcc_flags} if with_cuda else {"cxx": cxx},
+        extra_link_args=["-fopenmp"],
     )
     cmdclass["build_ext"] = cpp_extension.BuildExtension.with_options(no_python_abi_suffix=False)
     return [ext]
