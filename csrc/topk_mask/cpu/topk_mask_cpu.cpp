@@ -284,7 +284,7 @@ void backward_kernel(const at::Tensor& g, const at::Tensor& a, const at::Tensor&
   const opmath_t nan = std::numeric_limits<opmath_t>::quiet_NaN();
   const int64_t grain = std::max<int64_t>(1, 32768 / n);
   parallel_for(0, maps, grain, [&](int64_t begin, int64_t end) {
-    std::vector<opmath_t> contrib(exact ? n : 0);
+    std::vector<double> contrib(exact ? n : 0);
     for (int64_t b = begin; b < end; ++b) {
       const scalar_t* gb = gp + b * n;
       const scalar_t* xb = xp + b * n;
@@ -297,7 +297,9 @@ void backward_kernel(const at::Tensor& g, const at::Tensor& a, const at::Tensor&
         for (int64_t i = 0; i < n; ++i) ob[i] = static_cast<scalar_t>(mean - static_cast<opmath_t>(gb[i]));
         continue;
       }
-      const opmath_t s = static_cast<opmath_t>(tp[b]);
+      // in double: the pixel at s receives the sum of every other pixel's term, and float32 terms
+      // (each d = s - x rounded) can leave that sum ~1e-5 off in relative terms
+      const double s = static_cast<double>(tp[b]);
       if (std::isnan(s)) {
         for (int64_t i = 0; i < n; ++i) ob[i] = static_cast<scalar_t>(nan);
         continue;
@@ -305,19 +307,20 @@ void backward_kernel(const at::Tensor& g, const at::Tensor& a, const at::Tensor&
       // g_i * dM_i/ds for the pixels below s, with selects rather than branches (which mispredict around
       // s); x >= s is evaluated at x = s, where the weight is 1/eps (no inf, no subnormal), then dropped
       int64_t ties = 0;
+      const double ed = static_cast<double>(e);
       for (int64_t i = 0; i < n; ++i) {
-        const opmath_t x = static_cast<opmath_t>(xb[i]);
+        const double x = static_cast<double>(xb[i]);
         const bool below = x < s;
-        const opmath_t c = static_cast<opmath_t>(gb[i]) * exact_weight(s, below ? x : s, e);
-        contrib[i] = below ? c : opmath_t(0);
+        const double c = static_cast<double>(gb[i]) * exact_weight(s, below ? x : s, ed);
+        contrib[i] = below ? c : 0.0;
         ties += x == s;
       }
       // summed over the map, shared by the pixels equal to s
-      const double through_s = sum_double(n, [&](int64_t i) { return static_cast<double>(contrib[i]); });
-      const opmath_t share = static_cast<opmath_t>(through_s / static_cast<double>(std::max<int64_t>(ties, 1)));
+      const double through_s = sum_double(n, [&](int64_t i) { return contrib[i]; });
+      const double share = through_s / static_cast<double>(std::max<int64_t>(ties, 1));
       for (int64_t i = 0; i < n; ++i) {
-        const opmath_t x = static_cast<opmath_t>(xb[i]);
-        const opmath_t other = x == s ? share : (x != x ? nan : opmath_t(0));
+        const double x = static_cast<double>(xb[i]);
+        const double other = x == s ? share : (x != x ? static_cast<double>(nan) : 0.0);
         ob[i] = static_cast<scalar_t>(x < s ? -contrib[i] : other);
       }
     }
