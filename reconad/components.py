@@ -21,10 +21,18 @@ class MemoryRead(NamedTuple):
 
 
 class Scores(NamedTuple):
-    """What a scorer's ``forward(outputs)`` returns."""
+    """What a scorer's ``forward(outputs)`` returns.
+
+    ``parts`` are extra named image scores, each ``(B,)`` (e.g. OLED's s_mask, s_cont, s_rec); the engine
+    records part ``p`` of scorer ``s`` as a score of its own named ``f"{s}_{p}"``. A scorer may also define
+    ``finalize(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]``, called once per scored set with its
+    scores over the whole set (key ``"image"`` and one key per part) for set-level steps such as min-max
+    normalisation, and a ``fixed_threshold`` attribute (float) that replaces the held-out quantile threshold.
+    """
 
     image: torch.Tensor                    # (B,), higher = more anomalous
     pixel: torch.Tensor | None = None      # (B, H, W) anomaly map, or None
+    parts: dict[str, torch.Tensor] | None = None  # name -> (B,) extra image scores
 
 
 class StepContext:
@@ -32,6 +40,9 @@ class StepContext:
 
     ``autocast()`` enters mixed precision when ``train.amp`` is on; ``step(loss, optimizer)`` does
     zero_grad, backward (through the grad scaler under fp16), optional gradient clipping, and the step.
+    The trainer sets ``step_index`` (optimiser steps done so far, counting resumed ones), ``epoch``,
+    ``steps_per_epoch`` and ``total_steps`` before every ``training_step``, for phase schedules
+    (pre-train then freeze, progressive input sizes, ...).
     """
 
     def __init__(self, model: nn.Module, optimizers: list[torch.optim.Optimizer], device: torch.device,
@@ -42,6 +53,9 @@ class StepContext:
         self.amp = amp
         self.grad_clip = grad_clip
         self.step_index = step
+        self.epoch = 0
+        self.steps_per_epoch = 1
+        self.total_steps = 1
         self._dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp and self._dtype == torch.float16)
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import warnings
 from typing import Iterable
 
 import pluggy
@@ -25,10 +27,22 @@ def make_plugin_manager(plugins: Iterable[object] = (), *, builtins: bool = True
 
         pm.register(builtin, name=BUILTIN_PLUGIN_NAME)
     if entry_points:
-        pm.load_setuptools_entrypoints("reconad")
+        _load_entry_points(pm)
     for plugin in plugins:
         pm.register(plugin)
     return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Every entry point of group ``reconad``, one at a time: a plugin that fails to import is skipped with a
+    warning naming it and the error, so one broken package does not take the whole command down."""
+    names = sorted({ep.name for ep in importlib.metadata.entry_points(group="reconad")})
+    for name in names:
+        try:
+            pm.load_setuptools_entrypoints("reconad", name=name)
+        except Exception as exc:  # noqa: BLE001 - whatever the plugin's import raised
+            warnings.warn(f"reconad: plugin {name!r} (entry point group 'reconad') failed to load and is "
+                          f"skipped: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
 
 
 @functools.lru_cache(maxsize=1)

@@ -125,3 +125,15 @@ def test_pip_installed_plugin_is_listed_and_usable(third_party, tmp_path):
     assert set(metrics["scorers"]) == {"max_abs_error", "l2"}
     header = (tmp_path / "out" / "scores.csv").read_text().splitlines()[0]
     assert header.startswith("path,score,label") and "score_l2" in header
+
+
+def test_a_plugin_that_fails_to_import_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    info = tmp_path / "reconad_broken_example-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: reconad-broken-example\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[reconad]\nbroken_example = reconad_no_such_module_xyz.plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match=r"plugin 'broken_example' .* failed to load .*ModuleNotFoundError"):
+        pm = make_plugin_manager()
+    reg = build_registry(pm)
+    assert ("encoder", "conv") in {(s.kind, s.name) for s in reg}

@@ -15,7 +15,8 @@ from .. import metrics as M
 from ..model import ReconModel
 from .runtime import RunError
 
-__all__ = ["ScoreSet", "calibrate", "check_finite", "compute_metrics", "score_dataset"]
+__all__ = ["ScoreSet", "batch_scores", "calibrate", "check_finite", "compute_metrics", "finalize_scores",
+           "fixed_thresholds", "score_dataset"]
 
 
 @dataclass
@@ -44,14 +45,68 @@ def check_finite(images: torch.Tensor, paths: list[str], where: str) -> None:
                        f"{' ...' if len(names) > 5 else ''}; fix or remove them (or the dataset's transform)")
 
 
+def batch_scores(model: ReconModel, outputs: dict[str, Any], parts_of: dict[str, list[str]]
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """A batch's image scores by name (each scorer's, then its parts as ``f"{scorer}_{part}"``) and the pixel
+    maps of the first scorer that gives them. ``parts_of`` collects each scorer's part names; a scorer must
+    give the same parts for every batch."""
+    scores: dict[str, torch.Tensor] = {}
+    maps = None
+    for name, sc in model.score(outputs).items():
+        scores[name] = sc.image
+        parts = list(sc.parts or {})
+        if parts_of.setdefault(name, parts) != parts:
+            raise RunError(f"scorer {name!r} returned parts {parts} for one batch and {parts_of[name]} for "
+                           f"another; a scorer must give the same parts for every batch")
+        for part in parts:
+            scores[f"{name}_{part}"] = sc.parts[part]
+        if maps is None and sc.pixel is not None:
+            maps = sc.pixel
+    return scores, maps
+
+
+def finalize_scores(model: ReconModel, image: dict[str, np.ndarray], parts_of: dict[str, list[str]]
+                    ) -> dict[str, np.ndarray]:
+    """The set-level step: every scorer with a ``finalize`` method gets its scores over the whole set (key
+    ``"image"`` and one key per part) and returns them, e.g. min-max normalised over the set."""
+    out = dict(image)
+    for name, scorer in zip(model.scorer_names, model.scorers):
+        finalize = getattr(scorer, "finalize", None)
+        if finalize is None or name not in image:
+            continue
+        keys = {"image": name, **{p: f"{name}_{p}" for p in parts_of.get(name, [])}}
+        result = finalize({k: image[full] for k, full in keys.items()})
+        if not isinstance(result, dict) or set(result) != set(keys):
+            got = sorted(result) if isinstance(result, dict) else type(result).__name__
+            raise RunError(f"scorer {name!r}: finalize() must return the keys {sorted(keys)}, got {got}")
+        for k, full in keys.items():
+            v = np.asarray(result[k], dtype=np.float64)
+            if v.shape != image[full].shape:
+                raise RunError(f"scorer {name!r}: finalize() returned {k!r} of shape {v.shape}, expected "
+                               f"{image[full].shape}")
+            out[full] = v
+    return out
+
+
+def fixed_thresholds(model: ReconModel) -> dict[str, float]:
+    """Thresholds that scorers fix themselves (``fixed_threshold``, e.g. paper 000's gamma on normalised
+    scores) instead of the quantile of held-out normal scores."""
+    out = {}
+    for name, scorer in zip(model.scorer_names, model.scorers):
+        thr = getattr(scorer, "fixed_threshold", None)
+        if thr is not None:
+            out[name] = float(thr)
+    return out
+
+
 @torch.no_grad()
 def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, batch_size: int = 64,
                   keep_maps: bool = True, keep_masks: bool = True, num_workers: int = 0,
                   where: str = "scoring") -> ScoreSet:
     was_training = model.training
     model.eval()
-    names = list(model.scorer_names)
-    image: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    image: dict[str, list[np.ndarray]] = {}
+    parts_of: dict[str, list[str]] = {}
     pixel: list[np.ndarray] = []
     labels, masks, paths, defects = [], [], [], []
     try:
@@ -60,12 +115,9 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
         for batch in loader:
             x = batch["image"]
             check_finite(x, list(batch["path"]), where)
-            out = model(x.to(device, non_blocking=True))
-            maps = None
-            for name, sc in model.score(out).items():
-                image[name].append(sc.image.double().cpu().numpy())
-                if maps is None and sc.pixel is not None:
-                    maps = sc.pixel
+            scores, maps = batch_scores(model, model(x.to(device, non_blocking=True)), parts_of)
+            for name, v in scores.items():
+                image.setdefault(name, []).append(v.double().cpu().numpy())
             if keep_maps and maps is not None:
                 pixel.append(maps.float().cpu().numpy())
             labels.append(np.asarray(batch["label"], dtype=np.int64))
@@ -76,12 +128,15 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
     finally:
         model.train(was_training)
     cat = lambda xs: np.concatenate(xs) if xs else None  # noqa: E731
-    return ScoreSet(names, {n: cat(v) if v else np.zeros(0) for n, v in image.items()}, cat(pixel),
+    names = list(image) or list(model.scorer_names)
+    merged = finalize_scores(model, {n: cat(image[n]) if image.get(n) else np.zeros(0) for n in names}, parts_of)
+    return ScoreSet(names, merged, cat(pixel),
                     cat(labels) if labels else np.zeros(0, np.int64), cat(masks), paths, defects)
 
 
-def calibrate(holdout: ScoreSet, quantile: float) -> dict[str, Any]:
-    """Thresholds from held-out normal images only (never test labels): the ``quantile`` of their scores."""
+def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None = None) -> dict[str, Any]:
+    """Thresholds from held-out normal images only (never test labels): the ``quantile`` of their scores, or
+    the value a scorer fixes itself (``fixed``, by score name)."""
     if holdout.primary.size == 0:
         raise RunError("no held-out normal images to choose the threshold on; raise data.holdout_fraction "
                        "or add normal training images")
@@ -91,6 +146,9 @@ def calibrate(holdout: ScoreSet, quantile: float) -> dict[str, Any]:
         "n_holdout": int(holdout.primary.size),
         "thresholds": {n: float(M.quantile_threshold(holdout.image[n], quantile)) for n in holdout.names},
     }
+    if fixed:
+        out["thresholds"].update({n: float(v) for n, v in fixed.items()})
+        out["fixed"] = sorted(fixed)
     out["threshold"] = out["thresholds"][holdout.names[0]]
     if holdout.pixel is not None:
         out["pixel_threshold"] = float(np.quantile(holdout.pixel.astype(np.float64), quantile))

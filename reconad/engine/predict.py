@@ -12,7 +12,7 @@ from ..data.base import DataError, resize_images
 from ..data.folder import image_extensions, read_image
 from ..io import atomic_path, write_text
 from ..model import ReconModel
-from .evaluate import ScoreSet, check_finite
+from .evaluate import ScoreSet, batch_scores, check_finite, finalize_scores
 from .report import heat_overlay, write_scores_csv
 
 __all__ = ["list_images", "predict_images"]
@@ -63,23 +63,22 @@ def predict_images(model: ReconModel, inputs: list[str], out_dir: str, *, channe
     heat_dir = os.path.join(out_dir, "heatmaps")
     os.makedirs(heat_dir, exist_ok=True)
     vmax = calibration.get("pixel_threshold") or 1.0
-    names = list(model.scorer_names)
-    image_scores: dict[str, list[float]] = {n: [] for n in names}
+    image_scores: dict[str, list[float]] = {}
+    parts_of: dict[str, list[str]] = {}
     for start in range(0, len(kept), batch_size):
         x = torch.stack(images[start:start + batch_size])
         check_finite(x, kept[start:start + batch_size], "predict")
-        out = model(x.to(device))
-        maps = None
-        for name, sc in model.score(out).items():
-            image_scores[name] += sc.image.double().cpu().tolist()
-            if maps is None and sc.pixel is not None:
-                maps = sc.pixel.float().cpu().numpy()
+        scores, maps = batch_scores(model, model(x.to(device)), parts_of)
+        for name, v in scores.items():
+            image_scores.setdefault(name, []).extend(v.double().cpu().tolist())
+        maps = maps.float().cpu().numpy() if maps is not None else None
         for j in range(x.shape[0]):
             idx = start + j
             if maps is not None:
                 stem = f"{idx:05d}_{Path(kept[idx]).stem}"
                 _save_png(os.path.join(heat_dir, f"{stem}.png"), heat_overlay(x[j].numpy(), maps[j], vmax))
-    scores = ScoreSet(names, {n: np.asarray(v) for n, v in image_scores.items()}, None,
+    final = finalize_scores(model, {n: np.asarray(v, dtype=np.float64) for n, v in image_scores.items()}, parts_of)
+    scores = ScoreSet(list(final), final, None,
                       np.full(len(kept), -1, np.int64), None, kept, [""] * len(kept))
     csv_path = os.path.join(out_dir, "scores.csv")
     write_scores_csv(csv_path, scores, calibration.get("threshold"))

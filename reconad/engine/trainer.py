@@ -19,7 +19,7 @@ from ..data.base import DatasetSplits
 from ..model import ReconModel, build_model
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
-from .evaluate import calibrate, check_finite, score_dataset
+from .evaluate import calibrate, check_finite, fixed_thresholds, score_dataset
 from .runtime import RunError, Runtime, seed_everything
 
 __all__ = ["TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
@@ -114,6 +114,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
         raise RunError(f"train.batch_size {tc.batch_size} is smaller than the {runtime.world_size} processes")
     steps_per_epoch = n // batch
     total = tc.steps if tc.steps is not None else tc.epochs * steps_per_epoch
+    ctx.steps_per_epoch, ctx.total_steps = steps_per_epoch, total
 
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     step = 0
@@ -162,7 +163,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             for batch in loader:
                 check_finite(batch["image"], list(batch["path"]), f"training batch at step {step}")
                 batch["image"] = batch["image"].to(device, non_blocking=True)
-                ctx.step_index = step
+                ctx.step_index, ctx.epoch = step, epoch
                 logs = objective.training_step(ctx, batch)
                 loss = logs.get("loss", float("nan"))
                 if not math.isfinite(loss):
@@ -185,7 +186,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
         if runtime.is_main:
             holdout = score_dataset(model, splits.holdout, device, cfg.test.batch_size, keep_masks=False,
                                     where="held-out normal images")
-            calibration = calibrate(holdout, cfg.test.threshold_quantile)
+            calibration = calibrate(holdout, cfg.test.threshold_quantile, fixed_thresholds(model))
         save(True, calibration)
     else:
         save(False)

@@ -1,0 +1,122 @@
+"""The scorer extensions of the contract: ``Scores.parts``, set-level ``finalize`` and ``fixed_threshold``, and
+the schedule fields the trainer hands objectives (``StepContext.epoch`` / ``steps_per_epoch`` / ``total_steps``)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from reconad.builtin.objectives import ReconstructionObjective
+from reconad.components import Scores
+from reconad.config import validate
+from reconad.engine import run
+from reconad.hookspecs import hookimpl
+from reconad.plugins import build_registry, make_plugin_manager
+
+SEEN_CONTEXTS: list[tuple[int, int, int, int]] = []
+
+
+class PartsScorer(nn.Module):
+    """Two parts (mean and max squared error); the image score is their set-normalised average."""
+
+    def __init__(self, gamma: float | None = None) -> None:
+        super().__init__()
+        self.fixed_threshold = gamma
+
+    def forward(self, outputs):
+        err = (outputs["recon"] - outputs["input"]).pow(2).mean(1)
+        mean, peak = err.flatten(1).mean(1), err.flatten(1).amax(1)
+        return Scores(mean, err, parts={"mean": mean, "peak": peak})
+
+    def finalize(self, scores):
+        norm = {k: (v - v.min()) / (v.max() - v.min()) for k, v in scores.items() if k != "image"}
+        return {**norm, "image": (norm["mean"] + norm["peak"]) / 2}
+
+
+class RecordingObjective(ReconstructionObjective):
+    def training_step(self, ctx, batch):
+        SEEN_CONTEXTS.append((ctx.step_index, ctx.epoch, ctx.steps_per_epoch, ctx.total_steps))
+        return super().training_step(ctx, batch)
+
+
+class Plugin:
+    @hookimpl
+    def reconad_register_scorers(self, register):
+        register("parts_test", PartsScorer)
+
+    @hookimpl
+    def reconad_register_objectives(self, register):
+        register("recording", RecordingObjective)
+
+
+@pytest.fixture(scope="module")
+def parts_run(tmp_path_factory, tiny_base):
+    registry = build_registry(make_plugin_manager([Plugin()], entry_points=False))
+    raw = dict(tiny_base)
+    raw["model"] = {**raw["model"], "scorers": [{"name": "parts_test", "gamma": 0.9}, "l2"],
+                    "objective": "recording"}
+    raw["train"] = {**raw["train"], "epochs": 2, "batch_size": 16}
+    SEEN_CONTEXTS.clear()
+    out = str(tmp_path_factory.mktemp("parts") / "run")
+    result = run(validate(raw, registry), out, registry=registry, log=lambda *_: None)
+    return result, list(SEEN_CONTEXTS)
+
+
+def test_parts_are_scores_of_their_own_in_csv_and_metrics(parts_run):
+    result, _ = parts_run
+    with open(os.path.join(result.out_dir, "scores.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = np.array([int(r["label"]) for r in rows])
+    cols = {c: np.array([float(r[c]) for r in rows]) for c in
+            ("score", "score_parts_test_mean", "score_parts_test_peak", "score_l2")}
+    # finalize ran over the whole test set: parts are min-max normalised, the image score is their mean
+    for c in ("score_parts_test_mean", "score_parts_test_peak"):
+        assert cols[c].min() == pytest.approx(0.0) and cols[c].max() == pytest.approx(1.0)
+    np.testing.assert_allclose(cols["score"], (cols["score_parts_test_mean"] + cols["score_parts_test_peak"]) / 2,
+                               rtol=1e-6, atol=1e-6)
+    metrics = json.load(open(os.path.join(result.out_dir, "metrics.json")))
+    scorers = metrics["scorers"]
+    assert set(scorers) == {"parts_test", "parts_test_mean", "parts_test_peak", "l2"}
+    for name, col in (("parts_test", "score"), ("parts_test_peak", "score_parts_test_peak"), ("l2", "score_l2")):
+        assert scorers[name]["image_auroc"] == pytest.approx(roc_auc_score(labels, cols[col]), abs=1e-6)
+
+
+def test_fixed_threshold_replaces_the_holdout_quantile(parts_run):
+    result, _ = parts_run
+    assert result.metrics["threshold"] == pytest.approx(0.9)
+    assert result.metrics["scorers"]["parts_test"]["threshold"] == pytest.approx(0.9)
+    # the other scores keep the quantile of held-out normal scores
+    assert result.metrics["scorers"]["l2"]["threshold"] != pytest.approx(0.9)
+    with open(os.path.join(result.out_dir, "scores.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(int(r["predicted"]) == int(float(r["score"]) > 0.9) for r in rows)
+
+
+def test_objectives_see_epoch_and_schedule(parts_run):
+    _, seen = parts_run
+    steps_per_epoch, total = seen[0][2], seen[0][3]
+    assert total == 2 * steps_per_epoch and len(seen) == total
+    assert [s[0] for s in seen] == list(range(total))
+    assert [s[1] for s in seen] == [i // steps_per_epoch for i in range(total)]
+
+
+def test_finalize_with_wrong_keys_is_an_error(tiny_raw, tmp_path):
+    class BadScorer(PartsScorer):
+        def finalize(self, scores):
+            return {"image": scores["image"]}
+
+    class BadPlugin:
+        @hookimpl
+        def reconad_register_scorers(self, register):
+            register("bad_parts", BadScorer)
+
+    registry = build_registry(make_plugin_manager([BadPlugin()], entry_points=False))
+    tiny_raw["model"]["scorers"] = ["bad_parts"]
+    tiny_raw["train"]["steps"] = 1
+    with pytest.raises(Exception, match=r"bad_parts.*finalize\(\) must return the keys \['image', 'mean', 'peak'\]"):
+        run(validate(tiny_raw, registry), str(tmp_path / "r"), registry=registry, log=lambda *_: None)
