@@ -66,8 +66,23 @@ class ReconModel(nn.Module):
             out["recon"] = dec
         return out
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """encoder -> [memory] -> decoder on ``x`` itself, without the masker: ``R(x)`` of masked-input methods."""
+        feats = self.encoder(x)
+        if isinstance(feats, dict):
+            feats = feats["features"]
+        if self.memory is not None:
+            feats = self.memory(feats).output
+        dec = self.decoder(feats)
+        return dec["recon"] if isinstance(dec, dict) else dec
+
     def score(self, outputs: dict[str, Any]) -> dict[str, Scores]:
-        """Every scorer's ``Scores`` for a batch of outputs, by scorer name."""
+        """Every scorer's ``Scores`` for a batch of outputs, by scorer name. A scorer whose ``requires``
+        attribute names ``"recon_unmasked"`` gets the intact input's reconstruction (``reconstruct``), computed
+        once when a masker hid part of the input and no component provided it."""
+        if "recon_unmasked" not in outputs and any("recon_unmasked" in getattr(s, "requires", ()) for s in self.scorers):
+            outputs = {**outputs, "recon_unmasked": self.reconstruct(outputs["input"])
+                       if self.masker is not None else outputs["recon"]}
         return {name: scorer(outputs) for name, scorer in zip(self.scorer_names, self.scorers)}
 
 

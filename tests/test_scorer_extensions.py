@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
@@ -120,3 +121,39 @@ def test_finalize_with_wrong_keys_is_an_error(tiny_raw, tmp_path):
     tiny_raw["train"]["steps"] = 1
     with pytest.raises(Exception, match=r"bad_parts.*finalize\(\) must return the keys \['image', 'mean', 'peak'\]"):
         run(validate(tiny_raw, registry), str(tmp_path / "r"), registry=registry, log=lambda *_: None)
+
+
+class UnmaskedScorer(nn.Module):
+    requires = ("recon_unmasked",)
+
+    def forward(self, outputs):
+        err = (outputs["recon_unmasked"] - outputs["input"]).pow(2).mean(1)
+        return Scores(err.flatten(1).mean(1), err)
+
+
+@pytest.mark.parametrize("masker", [None, {"name": "random_block", "block": 6, "count": 3, "at_eval": True}])
+def test_scorers_that_require_the_unmasked_reconstruction_get_it(masker):
+    from reconad.model import build_model
+
+    class P:
+        @hookimpl
+        def reconad_register_scorers(self, register):
+            register("unmasked_test", UnmaskedScorer)
+
+    registry = build_registry(make_plugin_manager([P()], entry_points=False))
+    model_cfg = {"encoder": {"name": "conv", "channels": [8, 16]}, "decoder": {"name": "conv"},
+                 "scorers": ["unmasked_test"], **({"masker": masker} if masker else {})}
+    cfg = validate({"data": {"name": "textures", "image_size": 16}, "model": model_cfg}, registry)
+    model, _ = build_model(cfg.model, registry, 1, 16)
+    model.eval()
+    x = torch.rand(4, 1, 16, 16)
+    with torch.no_grad():
+        out = model(x)
+        got = model.score(out)["unmasked_test"].image
+        intact = model.reconstruct(x)
+    np.testing.assert_allclose(got.numpy(), (intact - x).pow(2).mean((1, 2, 3)).numpy(), rtol=1e-5)
+    assert "recon_unmasked" not in out  # computed for the scorers only
+    if masker is None:
+        np.testing.assert_allclose(intact.numpy(), out["recon"].numpy(), rtol=1e-5, atol=1e-6)
+    else:  # the masked input's reconstruction is not what the scorer saw
+        assert not torch.allclose(out["masked"], x) and not torch.allclose(out["recon"], intact)
