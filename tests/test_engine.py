@@ -175,3 +175,14 @@ def test_mixed_precision_trains_on_the_cpu(tiny_raw, tmp_path):
     res = _run(raw, tmp_path / "amp", test=False)
     assert res.train.step == 3
     assert all(torch.isfinite(p).all() for p in res.train.model.parameters())
+
+
+def test_load_trained_gives_the_runs_model_and_calibration(trained):
+    from reconad.engine import load_trained
+
+    out, res = trained
+    loaded = load_trained(str(out), "cpu")
+    assert not loaded.model.training and loaded.signature["image_size"] == 16
+    assert loaded.calibration["threshold"] == pytest.approx(res.metrics["threshold"])
+    for (name, a), b in zip(loaded.model.state_dict().items(), res.train.model.state_dict().values()):
+        assert torch.equal(a.cpu(), b.cpu()), name

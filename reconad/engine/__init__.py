@@ -10,7 +10,7 @@ import datetime as _dt
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 import yaml
@@ -22,10 +22,11 @@ from ..registry import Registry
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluate import compute_metrics, score_dataset
 from .report import write_report
-from .runtime import RunError, setup_runtime
+from .runtime import RunError, resolve_device, setup_runtime
 from .trainer import TrainResult, build_data, train
 
-__all__ = ["CheckpointError", "RunError", "RunResult", "default_out_dir", "predict", "run", "evaluate_checkpoint"]
+__all__ = ["CheckpointError", "RunError", "RunResult", "Trained", "default_out_dir", "evaluate_checkpoint",
+           "load_trained", "predict", "run"]
 
 
 @dataclass
@@ -99,8 +100,23 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
     return RunResult(out_dir, metrics, files, result)
 
 
-def _load_trained(checkpoint: str, device: torch.device, registry: Registry) -> tuple[Config, Any, dict, Any]:
+class Trained(NamedTuple):
+    """A finished run's checkpoint, loaded: its validated config, the model (eval mode, on the device), the
+    calibration (thresholds from held-out normals) and the data signature (``channels``, ``image_size``)."""
+
+    config: Config
+    model: Any
+    calibration: dict[str, Any]
+    signature: dict[str, Any]
+
+
+def load_trained(checkpoint: str, device: str | torch.device = "auto", registry: Registry | None = None) -> Trained:
+    """Load a finished run (``checkpoint.pt`` or its run folder) for scoring, as ``reconad test`` does:
+    ``weights_only`` loading, the config re-validated against the installed plugins."""
     from ..model import build_model
+
+    registry = registry or get_registry()
+    device = resolve_device(device, 0) if isinstance(device, str) else device
 
     state = load_checkpoint(checkpoint, map_location=device)
     if not state.get("finished") or not state.get("calibration"):
@@ -111,7 +127,10 @@ def _load_trained(checkpoint: str, device: torch.device, registry: Registry) -> 
     model, _ = build_model(cfg.model, registry, sig["channels"], sig["image_size"])
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return cfg, model, state["calibration"], sig
+    return Trained(cfg, model, state["calibration"], sig)
+
+
+_load_trained = load_trained  # the name plugins used before load_trained was public
 
 
 def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: str = "auto",
