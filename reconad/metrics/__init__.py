@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._image import auroc, eer, f1_max, f1_score, roc_curve, tpr_tnr
 from ._pro import aupro, pixel_auroc, pro_curve
 from .plots import plot_pro, plot_roc
+from .ssim import ssim, ssim_map
 from .streaming import AUPRO
 from .thresholds import (area_threshold, largest_component_area, normalize_scores, normalized_score_threshold,
                          quantile_threshold)
@@ -30,5 +31,7 @@ __all__ = [
     "pro_curve",
     "quantile_threshold",
     "roc_curve",
+    "ssim",
+    "ssim_map",
     "tpr_tnr",
 ]

@@ -1,0 +1,129 @@
+"""The detection protocol of §4.2 (Bergmann et al.): a minimum component area, a pixel threshold fitted on
+held-out normal heatmaps so that none of them has a connected component above that area, and then
+
+* an image is anomalous iff its thresholded heatmap has an 8-connected component larger than ``min_area``;
+* a pixel is anomalous iff it lies in such a component (the image's segmentation, Fig. 1 / Fig. 7).
+
+TPR, TNR, their mean (Table 2) and F1 (Table 4) are counted over the test set, for images and for pixels
+(accumulated over all test pixels). ``min_area`` is the paper's hand-set hyperparameter: a fraction of the
+image area here (``min_area_fraction``), fixed before looking at any test image. Test labels are only
+used to count.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from reconad.metrics import area_threshold
+from reconad.ops.pro_curve import LABEL_STRUCTURE
+
+__all__ = ["AREA_RULE_FILE", "area_rule_from_model", "area_rule_metrics", "component_segmentation", "evaluate_run"]
+
+AREA_RULE_FILE = "area_rule.json"
+
+
+def component_segmentation(maps: np.ndarray, threshold: float, min_area: int) -> np.ndarray:
+    """``(N, H, W)`` bool: pixels of ``map > threshold`` in 8-connected components larger than ``min_area``."""
+    from scipy import ndimage
+
+    binary = np.asarray(maps) > threshold
+    labels, n = ndimage.label(binary, structure=LABEL_STRUCTURE)   # 8-connected within each map only
+    if n == 0:
+        return np.zeros(binary.shape, dtype=bool)
+    keep = np.bincount(labels.ravel(), minlength=n + 1) > min_area
+    keep[0] = False
+    return keep[labels]
+
+
+def _rates(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
+    pred, truth = pred.astype(bool).ravel(), truth.astype(bool).ravel()
+    tp = int(np.sum(pred & truth))
+    fp = int(np.sum(pred & ~truth))
+    fn = int(np.sum(~pred & truth))
+    tn = int(np.sum(~pred & ~truth))
+    tpr = tp / (tp + fn) if tp + fn else None
+    tnr = tn / (tn + fp) if tn + fp else None
+    mean = (tpr + tnr) / 2 if tpr is not None and tnr is not None else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None
+    return {"tpr": tpr, "tnr": tnr, "mean": mean, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def area_rule_metrics(holdout_maps: Any, test_maps: Any, test_masks: Any | None, test_labels: Any, *,
+                      min_area: int | None = None, min_area_fraction: float = 0.005) -> dict[str, Any]:
+    """The paper's thresholded detection metrics.
+
+    Args:
+        holdout_maps: ``(N_h, H, W)`` heatmaps of held-out normal images (the threshold is fitted on them).
+        test_maps: ``(N, H, W)`` heatmaps of the test images.
+        test_masks: ``(N, H, W)`` ground-truth pixel masks, or None (no pixel metrics).
+        test_labels: ``(N,)`` 0 normal / 1 anomalous.
+        min_area: the minimum anomalous component area in pixels; None = ``min_area_fraction`` x H x W.
+
+    Returns:
+        ``pixel_threshold``, ``min_area``, ``image_{tpr,tnr,mean,f1}`` and (with masks)
+        ``pixel_{tpr,tnr,mean,f1}``, plus the confusion counts under ``image_counts`` / ``pixel_counts``.
+    """
+    hold = np.asarray(holdout_maps, dtype=np.float64)
+    test = np.asarray(test_maps, dtype=np.float64)
+    labels = np.asarray(test_labels).astype(np.int64).ravel()
+    if hold.ndim != 3 or test.ndim != 3 or hold.shape[1:] != test.shape[1:]:
+        raise ValueError(f"area_rule_metrics: holdout_maps and test_maps must be (N, H, W) of one image size, got "
+                         f"{hold.shape} and {test.shape}")
+    if labels.shape[0] != test.shape[0]:
+        raise ValueError(f"area_rule_metrics: {labels.shape[0]} test labels for {test.shape[0]} test maps")
+    h, w = test.shape[1:]
+    if min_area is None:
+        if not 0.0 <= min_area_fraction < 1.0:
+            raise ValueError(f"area_rule_metrics: min_area_fraction must be in [0, 1), got {min_area_fraction}")
+        min_area = int(round(min_area_fraction * h * w))
+    threshold = area_threshold(hold, int(min_area))
+    seg = component_segmentation(test, threshold, int(min_area))
+    image_pred = seg.reshape(seg.shape[0], -1).any(1)
+    img = _rates(image_pred, labels > 0)
+    out: dict[str, Any] = {"pixel_threshold": threshold, "min_area": int(min_area), "n_holdout": int(hold.shape[0]),
+                           "n_test": int(test.shape[0])}
+    out.update({f"image_{k}": img[k] for k in ("tpr", "tnr", "mean", "f1")})
+    out["image_counts"] = {k: img[k] for k in ("tp", "fp", "fn", "tn")}
+    if test_masks is not None:
+        masks = np.asarray(test_masks) > 0.5
+        if masks.shape != test.shape:
+            raise ValueError(f"area_rule_metrics: test_masks {masks.shape} must match test_maps {test.shape}")
+        pix = _rates(seg, masks)
+        out.update({f"pixel_{k}": pix[k] for k in ("tpr", "tnr", "mean", "f1")})
+        out["pixel_counts"] = {k: pix[k] for k in ("tp", "fp", "fn", "tn")}
+    return out
+
+
+def evaluate_run(run_dir: str, *, min_area: int | None = None, min_area_fraction: float = 0.005,
+                 device: str = "auto", write: bool = True) -> dict[str, Any]:
+    """Load a finished run, score its held-out normal and test images, apply the area rule, and (``write``)
+    save the result as ``area_rule.json`` in the run folder (atomically)."""
+    from reconad.engine import load_trained
+    from reconad.engine.trainer import build_data
+    from reconad.io import write_json
+    from reconad.plugins import get_registry
+
+    registry = get_registry()
+    ckpt = os.path.join(run_dir, "checkpoint.pt") if os.path.isdir(run_dir) else run_dir
+    cfg, model, _, _ = load_trained(ckpt, device, registry)
+    dev = next(model.parameters()).device
+    splits = build_data(cfg, registry)
+    result = area_rule_from_model(model, splits, dev, batch_size=cfg.test.batch_size, min_area=min_area,
+                                  min_area_fraction=min_area_fraction)
+    if write:
+        write_json(os.path.join(os.path.dirname(os.path.abspath(ckpt)), AREA_RULE_FILE), result)
+    return result
+
+
+def area_rule_from_model(model: Any, splits: Any, device: Any, *, batch_size: int = 64, min_area: int | None = None,
+                         min_area_fraction: float = 0.005) -> dict[str, Any]:
+    """Score ``splits.holdout`` and ``splits.test`` with ``model`` (its first pixel-map scorer) and apply the area rule."""
+    from reconad.engine.evaluate import score_dataset
+
+    hold = score_dataset(model, splits.holdout, device, batch_size, keep_masks=False, where="held-out normal images")
+    test = score_dataset(model, splits.test, device, batch_size, keep_masks=splits.has_masks, where="test images")
+    if hold.pixel is None or test.pixel is None:
+        raise ValueError("area rule: the model's scorers give no pixel maps; use the selfsup scorer")
+    return area_rule_metrics(hold.pixel, test.pixel, test.masks, test.labels, min_area=min_area,
+                             min_area_fraction=min_area_fraction)
