@@ -1,0 +1,13 @@
+"""reconad-mmae: MMAE (Multi-scale Memories and Attention Autoencoder, paper 002) as reconad components.
+
+Registered: encoder ``mmae``, memory ``mmae_multiscale``, decoder ``mmae`` and the command
+``reconad mmae video`` (the 3-D video variant, ``reconad_mmae.video``).
+"""
+from __future__ import annotations
+
+from .model import (MMAEDecoder, MMAEEncoder, MultiScaleDecoder, MultiScaleEncoder, MultiScaleMemory,
+                    ScaleAttentionFuser, ScaleMemory, pixel_shuffle_nd, scale_resolutions)
+
+__all__ = ["MMAEDecoder", "MMAEEncoder", "MultiScaleDecoder", "MultiScaleEncoder", "MultiScaleMemory",
+           "ScaleAttentionFuser", "ScaleMemory", "pixel_shuffle_nd", "scale_resolutions"]
+__version__ = "0.1.0"
