@@ -1,0 +1,176 @@
+"""OLED (paper 001) on one-class ``digits``: OLED and the random-mask context autoencoder (§4.6), every class.
+
+Reports the image AUROC of each score (s_avg, s_mask, s_cont, s_rec) per class and their means, and the Mask
+Module's segmentation pixel AUROC (§4.5, activation map vs the digits' non-zero pixels, inliers / outliers);
+appends a row to benchmarks/RESULTS.md and rewrites the results section of plugins/oled/README.md.
+
+    python benchmarks/bm_oled.py                          # configs/oled/{oled,cae_random_mask}.yaml, ten classes
+    python benchmarks/bm_oled.py --classes 2 8 --epochs 10 --jobs 2 --anomalies-per-class 100
+    python benchmarks/bm_oled.py --quick                  # two classes, 2 epochs: a smoke run (not recorded)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from common import append_results, commit, print_table
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {"oled": os.path.join(ROOT, "configs", "oled", "oled.yaml"),
+           "cae": os.path.join(ROOT, "configs", "oled", "cae_random_mask.yaml")}
+SCORES = {"s_avg": "oled", "s_mask": "oled_mask", "s_cont": "oled_cont", "s_rec": "oled_rec"}
+README = os.path.join(ROOT, "plugins", "oled", "README.md")
+START, END = "<!-- bm_oled results: start -->", "<!-- bm_oled results: end -->"
+BAR = 0.97
+
+
+def _job(model: str, c: int, overrides: list[str], tmp: str) -> dict:
+    """Train and test one (model, normal class); runs in a worker process with one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    from reconad.config import load_config
+    from reconad.engine import run
+
+    cfg = load_config(CONFIGS[model], [*overrides, f"data.normal_class={c}", "train.device=cpu",
+                                       "train.progress=false"])
+    t0 = time.perf_counter()
+    res = run(cfg, os.path.join(tmp, f"{model}{c}"), log=lambda s: None)
+    row = {"model": model, "normal_class": c,
+           **{k: res.metrics["scorers"][v]["image_auroc"] for k, v in SCORES.items()}}
+    if model == "oled":
+        from reconad_oled.evaluate import segmentation_auroc
+
+        seg = segmentation_auroc(res.train.model, res.train.splits.test)
+        row.update({"seg_inlier": seg["inlier"], "seg_outlier": seg["outlier"]})
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.mean(vals) if vals else None
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, epochs_note: str) -> str:
+    import torch
+
+    lines = [START, "", f"`{command}`  ", f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+             f"{platform.processor() or platform.machine()} (CPU, 1 thread per job), torch {torch.__version__}, "
+             f"commit {commit()}; {epochs_note}", ""]
+    lines += ["| model | class | s_avg | s_mask | s_cont | s_rec | MM seg. AUROC inlier / outlier |",
+              "|---|---|---|---|---|---|---|"]
+    for model, rs in rows.items():
+        for r in rs + [summary[model]]:
+            seg = (f"{_fmt(r.get('seg_inlier'))} / {_fmt(r.get('seg_outlier'))}" if model == "oled" else "")
+            lines.append(f"| {model} | {r['normal_class']} | " + " | ".join(_fmt(r.get(k)) for k in SCORES)
+                         + f" | {seg} |")
+    verdict = summary.get("verdict")
+    if verdict:
+        lines += ["", verdict]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def _write_readme(section: str) -> None:
+    from reconad.io import write_text
+
+    text = open(README, encoding="utf-8").read() if os.path.exists(README) else ""
+    if START in text and END in text:
+        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## Results\n\n" + section + "\n"
+    write_text(README, text)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    from reconad.io import write_json
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
+    ap.add_argument("--models", nargs="*", default=["oled", "cae"], choices=sorted(CONFIGS))
+    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the configs' 30)")
+    ap.add_argument("--anomalies-per-class", type=int, default=None,
+                    help="test anomalies per other class (default: all 500)")
+    ap.add_argument("--jobs", type=int, default=1, help="(model, class) runs in parallel, one thread each")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--quick", action="store_true", help="smoke run: classes 0 and 1, 2 epochs, 20 anomalies per class, nothing recorded")
+    ap.add_argument("--no-readme", action="store_true", help="do not rewrite plugins/oled/README.md")
+    ap.add_argument("--cache", default=None, help="JSON file of finished (model, class) rows: rows with the same "
+                    "settings are read from it instead of retrained, new rows are added as they finish")
+    args = ap.parse_args(argv or [])
+    if args.quick:
+        args.classes = [0, 1] if args.classes == list(range(10)) else args.classes
+        args.epochs, args.anomalies_per_class = args.epochs or 2, args.anomalies_per_class or 20
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.anomalies_per_class is not None:
+        overrides.append(f"data.anomalies_per_class={args.anomalies_per_class}")
+
+    jobs = [(m, c) for c in args.classes for m in args.models]
+    key = lambda m, c: f"{m}|{c}|{' '.join(overrides)}"  # noqa: E731
+    cache = json.load(open(args.cache)) if args.cache and os.path.exists(args.cache) else {}
+    results: dict[tuple[str, int], dict] = {(m, c): cache[key(m, c)] for m, c in jobs if key(m, c) in cache}
+    with tempfile.TemporaryDirectory() as tmp:
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = {pool.submit(_job, m, c, overrides, tmp): (m, c) for m, c in jobs if (m, c) not in results}
+            for fut in as_completed(futures):
+                r = fut.result()
+                results[futures[fut]] = r
+                if args.cache:
+                    cache[key(*futures[fut])] = r
+                    write_json(args.cache, cache)
+                print(f"{r['model']} class {r['normal_class']}: " + " ".join(
+                    f"{k} {_fmt(r[k])}" for k in SCORES) + (f" seg {_fmt(r.get('seg_inlier'))}/"
+                                                             f"{_fmt(r.get('seg_outlier'))}" if 'seg_inlier' in r
+                                                             else "") + f" ({r['seconds']:.0f} s)", flush=True)
+    rows = {m: [results[(m, c)] for c in args.classes] for m in args.models}
+    summary: dict = {}
+    for m, rs in rows.items():
+        summary[m] = {"model": m, "normal_class": "mean",
+                      **{k: _mean(rs, k) for k in [*SCORES, "seg_inlier", "seg_outlier", "seconds"]}}
+    all_rows = [r for m in args.models for r in rows[m] + [summary[m]]]
+    print_table(f"OLED on digits: image AUROC per score {' '.join(overrides)}", all_rows)
+
+    best = {m: max((summary[m][k], k) for k in SCORES) for m in args.models}
+    if "oled" in summary:
+        oled_best = max((summary["oled"]["s_avg"], "s_avg"), (summary["oled"]["s_mask"], "s_mask"))
+        parts = [f"OLED mean AUROC: {oled_best[1]} {oled_best[0]:.4f} (bar {BAR}: "
+                 f"{'met' if oled_best[0] >= BAR else 'NOT met'})"]
+        if "cae" in summary:
+            parts.append(f"random-mask CAE best score: {best['cae'][1]} {best['cae'][0]:.4f} "
+                         f"({'below' if best['cae'][0] < oled_best[0] else 'NOT below'} OLED's)")
+        if len(args.classes) < 10:
+            parts.append(f"classes {args.classes} only")
+        summary["verdict"] = "; ".join(parts) + "."
+        print(summary["verdict"])
+    epochs_note = (f"{args.epochs or 30} epochs, test anomalies per class: "
+                   f"{args.anomalies_per_class or 'all 500'}, classes {args.classes}")
+    command = "python benchmarks/bm_oled.py " + " ".join(argv or [])
+    figures = "; ".join(f"{m} mean " + " ".join(f"{k} {_fmt(summary[m][k])}" for k in SCORES)
+                        for m in args.models)
+    if "oled" in summary:
+        figures += f"; MM seg. AUROC {_fmt(summary['oled']['seg_inlier'])}/{_fmt(summary['oled']['seg_outlier'])}"
+    if args.quick:  # a smoke run: nothing recorded
+        return all_rows
+    append_results("oled", "cpu", f"{command.strip()}: {figures} ({epochs_note})")
+    if not args.no_readme:
+        _write_readme(_readme_section(command.strip(), rows, summary, epochs_note))
+    return all_rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,48 @@
+"""OLED's registrations (paper 001): the Mask Module masker, the Reconstructor's encoder and decoder, the
+scorer, the adversarial objective and the ``reconad oled`` commands."""
+from __future__ import annotations
+
+from reconad.hookspecs import hookimpl
+
+from .model import MaskModule, ReconstructorDecoder, ReconstructorEncoder
+from .objective import OLEDObjective
+from .scorer import OLEDScorer
+
+
+@hookimpl
+def reconad_register_maskers(register):
+    register("oled", MaskModule, description="OLED Mask Module: learned top-k mask (hides 1 - keep of each image)")
+
+
+@hookimpl
+def reconad_register_encoders(register):
+    register("oled", ReconstructorEncoder, description="OLED Reconstructor encoder: strided convs, dense bottleneck")
+
+
+@hookimpl
+def reconad_register_decoders(register):
+    register("oled", ReconstructorDecoder, description="OLED Reconstructor decoder: dense, transposed convs, clipped")
+
+
+@hookimpl
+def reconad_register_scorers(register):
+    register("oled", OLEDScorer, description="OLED s_mask, s_cont, s_rec (min-max over the set) and s_avg")
+
+
+@hookimpl
+def reconad_register_objectives(register):
+    register("oled", OLEDObjective, description="OLED adversarial training: min over R, max over MM (eq. 8)")
+
+
+@hookimpl
+def reconad_register_commands(subparsers):
+    from .cli import add_commands
+
+    add_commands(subparsers)
+
+
+@hookimpl
+def reconad_register_datasets(register):
+    from .data import video_patches
+
+    register("oled_video_patches", video_patches)
