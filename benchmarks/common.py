@@ -109,3 +109,20 @@ def append_results(benchmark: str, device: str | torch.device, figures: str) -> 
             fh.write("# Benchmark results\n\nOne row per run, appended by `benchmarks/run.py` "
                      "(or a single `benchmarks/bm_*.py`).\n\n" + header)
         fh.write(row)
+
+
+def write_readme_section(path: str, name: str, body: str) -> None:
+    """Replace the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in ``path`` (appended when the
+    markers are missing), atomically: how each benchmark keeps its results table in a README current."""
+    import re
+
+    from reconad.io import write_text
+
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    section = f"{start}\n{body.strip()}\n{end}"
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    if start in text and end in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    write_text(path, text)

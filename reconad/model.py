@@ -86,16 +86,18 @@ class ReconModel(nn.Module):
         return {name: scorer(outputs) for name, scorer in zip(self.scorer_names, self.scorers)}
 
 
-def _build(registry: Registry, kind: str, cc: ComponentConfig, context: dict[str, Any]) -> Any:
+def _build(registry: Registry, kind: str, cc: ComponentConfig, context: dict[str, Any],
+           source: str | None = None) -> Any:
     spec = registry.get(kind, cc.name)
     sig = inspect.signature(spec.factory)
     ctx = {k: v for k, v in context.items() if k in sig.parameters}
     try:
         return spec.build(**ctx, **cc.params)
     except (ValueError, TypeError) as exc:
-        ctx_text = ", ".join(f"{k}={v}" for k, v in ctx.items())
+        ctx_text = ", ".join(f"{k}={v}" for k, v in ctx.items() if not (source and k == "in_shape"))
+        after = f" after {source} (which gives features of shape {context['in_shape']})" if source else ""
         raise BuildError(f"model.{'scorers' if kind == 'scorer' else kind}: building {kind} {cc.name!r} "
-                         f"({spec.plugin}) with {ctx_text or 'no context'} failed: {exc}") from exc
+                         f"({spec.plugin}){after} with {ctx_text or 'no context'} failed: {exc}") from exc
 
 
 def _scorer_names(configs: list[ComponentConfig]) -> list[str]:
@@ -129,7 +131,8 @@ def build_model(cfg: ModelConfig, registry: Registry, in_channels: int, image_si
         enc_shape = feature_shape(feats)
         memory, mem_shape = None, enc_shape
         if cfg.memory:
-            memory = _build(registry, "memory", cfg.memory, {**base, "in_shape": enc_shape})
+            memory = _build(registry, "memory", cfg.memory, {**base, "in_shape": enc_shape},
+                            source=f"encoder {cfg.encoder.name!r}")
             memory.eval()
             read = _probe(memory, feats, f"memory {cfg.memory.name!r}", enc_shape,
                           after=f"encoder {cfg.encoder.name!r}")
@@ -142,9 +145,9 @@ def build_model(cfg: ModelConfig, registry: Registry, in_channels: int, image_si
                                  f"encoder {cfg.encoder.name!r}'s features of shape {enc_shape}; a memory must "
                                  f"return the shape it reads")
             feats = read.output
-        decoder = _build(registry, "decoder", cfg.decoder, {**base, "in_shape": mem_shape})
-        decoder.eval()
         source = f"memory {cfg.memory.name!r}" if cfg.memory else f"encoder {cfg.encoder.name!r}"
+        decoder = _build(registry, "decoder", cfg.decoder, {**base, "in_shape": mem_shape}, source=source)
+        decoder.eval()
         dec = _probe(decoder, feats, f"decoder {cfg.decoder.name!r}", mem_shape, after=source)
         recon = dec["recon"] if isinstance(dec, dict) else dec
         if tuple(recon.shape) != tuple(probe.shape):
