@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for r in rows:
             lines.append(f"| {r['texture']} | {r['model']} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | "
                          f"{r['aupro']:.3f} | {r['params']:,} | {r['minutes']:.1f} |")
-        write_readme_section(os.path.join(EXAMPLE, "README.md"), "bm_maskedmem", "\n".join(lines))
+        start, end = "<!-- bm_maskedmem:start -->", "<!-- bm_maskedmem:end -->"
+        write_readme_section(os.path.join(EXAMPLE, "README.md"), "\n".join([start, *lines, end]), start, end)
         append_results("maskedmem", args.device, "; ".join(
             f"{r['texture']} {r['model']}: img {r['image_auroc']:.3f} px {r['pixel_auroc']:.3f} "
             f"aupro {r['aupro']:.3f}" for r in rows) + f" ({args.epochs} epochs)")

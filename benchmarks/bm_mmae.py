@@ -18,7 +18,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import append_results, commit, device_name, print_table  # noqa: E402
+from common import append_results, commit, device_name, print_table, write_readme_section  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "plugins", "mmae", "README.md")
@@ -116,14 +115,7 @@ def _markdown(rows: list[dict], args: argparse.Namespace, wins: int, textures: l
 
 
 def write_readme(section: str, path: str = README) -> None:
-    from reconad.io import write_text
-
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    write_text(path, text)
+    write_readme_section(path, section, START, END, heading="")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

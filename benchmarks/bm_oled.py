@@ -21,7 +21,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from common import append_results, commit, print_table
+from common import append_results, commit, print_table, write_readme_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"oled": os.path.join(ROOT, "configs", "oled", "oled.yaml"),
@@ -85,14 +85,7 @@ def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, ep
 
 
 def _write_readme(section: str) -> None:
-    from reconad.io import write_text
-
-    text = open(README, encoding="utf-8").read() if os.path.exists(README) else ""
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Results\n\n" + section + "\n"
-    write_text(README, text)
+    write_readme_section(README, section, START, END)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from common import append_results, commit, device_name, print_table
+from common import append_results, commit, device_name, print_table, write_readme_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"twostage": os.path.join(ROOT, "configs", "twostage", "twostage.yaml"),
@@ -60,14 +60,7 @@ def _readme_section(rows: list[dict], command: str, means: dict[str, float], dev
 
 
 def _write_readme(section: str) -> None:
-    from reconad.io import write_text
-
-    text = open(README, encoding="utf-8").read() if os.path.exists(README) else "# reconad-twostage\n"
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n## Results\n\n" + section + "\n"
-    write_text(README, text)
+    write_readme_section(README, section, START, END)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

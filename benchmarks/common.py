@@ -111,18 +111,15 @@ def append_results(benchmark: str, device: str | torch.device, figures: str) -> 
         fh.write(row)
 
 
-def write_readme_section(path: str, name: str, body: str) -> None:
-    """Replace the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in ``path`` (appended when the
-    markers are missing), atomically: how each benchmark keeps its results table in a README current."""
-    import re
-
+def write_readme_section(path: str, section: str, start: str, end: str, heading: str = "## Results") -> None:
+    """Put ``section`` (which begins with the ``start`` marker and ends with the ``end`` marker) in place of the
+    text between those markers in ``path``, or append it under ``heading`` when the markers are missing;
+    atomically. How each benchmark keeps its results table in a README current."""
     from reconad.io import write_text
 
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    section = f"{start}\n{body.strip()}\n{end}"
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
     if start in text and end in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
+        text = text.rstrip("\n") + "\n\n" + (heading + "\n\n" if heading else "") + section + "\n"
     write_text(path, text)
