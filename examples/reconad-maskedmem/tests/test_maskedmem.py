@@ -41,6 +41,14 @@ def test_the_entry_point_registers_the_objective():
     assert "reconad-mmae" in REGISTRY.get("memory", "mmae_multiscale").plugin
 
 
+def test_reconad_plugins_lists_it(capsys):
+    from reconad.cli import main
+
+    assert main(["plugins"]) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines()]
+    assert any(r[:2] == ["maskedmem", "reconad-maskedmem:maskedmem"] for r in rows if len(r) >= 2)
+
+
 def test_the_shipped_config_validates():
     with open(os.path.join(HERE, "config.yaml")) as fh:
         cfg = validate(yaml.safe_load(fh), REGISTRY)
