@@ -157,3 +157,24 @@ def test_scorers_that_require_the_unmasked_reconstruction_get_it(masker):
         np.testing.assert_allclose(intact.numpy(), out["recon"].numpy(), rtol=1e-5, atol=1e-6)
     else:  # the masked input's reconstruction is not what the scorer saw
         assert not torch.allclose(out["masked"], x) and not torch.allclose(out["recon"], intact)
+
+
+def test_predict_finalizes_over_the_predicted_set(parts_run, tmp_path):
+    from PIL import Image
+
+    from reconad.engine import predict
+
+    result, _ = parts_run
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(tmp_path / f"img{i}.png")
+    registry = build_registry(make_plugin_manager([Plugin()], entry_points=False))
+    predict(result.out_dir, [str(tmp_path)], str(tmp_path / "pred"), device="cpu", registry=registry)
+    with open(tmp_path / "pred" / "scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    mean = np.array([float(r["score_parts_test_mean"]) for r in rows])
+    peak = np.array([float(r["score_parts_test_peak"]) for r in rows])
+    assert len(rows) == 5 and mean.min() == pytest.approx(0.0) and mean.max() == pytest.approx(1.0)
+    np.testing.assert_allclose([float(r["score"]) for r in rows], (mean + peak) / 2, rtol=1e-6, atol=1e-6)
+    # the fixed threshold applies to the finalised score
+    assert all(int(r["predicted"]) == int(float(r["score"]) > 0.9) for r in rows)

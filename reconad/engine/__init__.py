@@ -21,6 +21,9 @@ from ..plugins import get_registry
 from ..registry import Registry
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluate import compute_metrics, score_dataset
+# imported here, before ``def predict`` below: importing the submodule later (e.g. inside the function) would
+# rebind ``reconad.engine.predict`` to the module and shadow the function for every later caller
+from .predict import predict_images
 from .report import write_report
 from .runtime import RunError, resolve_device, setup_runtime
 from .trainer import TrainResult, build_data, train
@@ -130,15 +133,13 @@ def load_trained(checkpoint: str, device: str | torch.device = "auto", registry:
     return Trained(cfg, model, state["calibration"], sig)
 
 
-_load_trained = load_trained  # the name plugins used before load_trained was public
-
 
 def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: str = "auto",
                     registry: Registry | None = None, overrides: dict[str, Any] | None = None) -> RunResult:
     """Score the test split of a trained checkpoint's dataset and write metrics and the report."""
     registry = registry or get_registry()
     dev = setup_runtime(device).device
-    cfg, model, calibration, _ = _load_trained(checkpoint, dev, registry)
+    cfg, model, calibration, _ = load_trained(checkpoint, dev, registry)
     out_dir = out_dir or (checkpoint if os.path.isdir(checkpoint) else os.path.dirname(os.path.abspath(checkpoint)))
     splits = build_data(cfg, registry)
     with _OutDir(out_dir):
@@ -149,11 +150,10 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
 def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "auto", skip_bad: bool = False,
             registry: Registry | None = None, batch_size: int = 32) -> RunResult:
     """Score image files / folders with a trained checkpoint: ``scores.csv`` and ``heatmaps/*.png`` overlays."""
-    from .predict import predict_images
 
     registry = registry or get_registry()
     dev = setup_runtime(device).device
-    cfg, model, calibration, sig = _load_trained(checkpoint, dev, registry)
+    cfg, model, calibration, sig = load_trained(checkpoint, dev, registry)
     with _OutDir(out_dir):
         files = predict_images(model, images, out_dir, channels=sig["channels"], image_size=sig["image_size"],
                                calibration=calibration, device=dev, skip_bad=skip_bad, batch_size=batch_size)
