@@ -84,10 +84,6 @@ def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, ep
     return "\n".join(lines)
 
 
-def _write_readme(section: str) -> None:
-    write_readme_section(README, section, START, END)
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     from reconad.io import write_json
 
@@ -161,7 +157,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return all_rows
     append_results("oled", "cpu", f"{command.strip()}: {figures} ({epochs_note})")
     if not args.no_readme:
-        _write_readme(_readme_section(command.strip(), rows, summary, epochs_note))
+        write_readme_section(README, _readme_section(command.strip(), rows, summary, epochs_note), START, END)
     return all_rows
 
 

@@ -59,10 +59,6 @@ def _readme_section(rows: list[dict], command: str, means: dict[str, float], dev
     return "\n".join(lines)
 
 
-def _write_readme(section: str) -> None:
-    write_readme_section(README, section, START, END)
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
@@ -130,7 +126,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    f"{means['cae']:.4f} (AS per class {per})")
     if not args.no_readme:
         command = "OMP_NUM_THREADS=1 python benchmarks/bm_twostage.py " + " ".join(argv or [])
-        _write_readme(_readme_section(rows, command.strip(), means, device_name("cpu")))
+        write_readme_section(README, _readme_section(rows, command.strip(), means, device_name("cpu")), START, END)
     return table
 
 

@@ -50,7 +50,14 @@ class ReconModel(nn.Module):
         if self.masker is not None:
             h, out["mask"] = self.masker(x)
             out["masked"] = h
-        feats = self.encoder(h)
+        out.update(self.encode_decode(h))
+        return out
+
+    def encode_decode(self, x: torch.Tensor) -> dict[str, Any]:
+        """encoder -> [memory] -> decoder on ``x`` as given (no masker): ``features``, ``memory`` (a
+        ``MemoryRead``), ``recon`` and any extra keys an encoder or decoder returns."""
+        out: dict[str, Any] = {}
+        feats = self.encoder(x)
         if isinstance(feats, dict):  # e.g. a variational encoder: {"features": z, "kl": ...}
             out.update({k: v for k, v in feats.items() if k != "features"})
             feats = feats["features"]
@@ -67,14 +74,8 @@ class ReconModel(nn.Module):
         return out
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """encoder -> [memory] -> decoder on ``x`` itself, without the masker: ``R(x)`` of masked-input methods."""
-        feats = self.encoder(x)
-        if isinstance(feats, dict):
-            feats = feats["features"]
-        if self.memory is not None:
-            feats = self.memory(feats).output
-        dec = self.decoder(feats)
-        return dec["recon"] if isinstance(dec, dict) else dec
+        """``R(x)`` of masked-input methods: the reconstruction of ``x`` itself, without the masker."""
+        return self.encode_decode(x)["recon"]
 
     def score(self, outputs: dict[str, Any]) -> dict[str, Scores]:
         """Every scorer's ``Scores`` for a batch of outputs, by scorer name. A scorer whose ``requires``

@@ -12,21 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from reconad.components import MemoryRead, StepContext
+from reconad.components import StepContext
 from reconad_oled.losses import oled_terms
 from reconad_oled.objective import OLEDObjective
 
 __all__ = ["MaskedMemoryObjective"]
-
-
-def _read(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, MemoryRead | None]:
-    """encoder -> memory -> decoder on ``x`` (already masked), keeping the memory read for its entropy."""
-    feats = model.encoder(x)
-    if isinstance(feats, dict):
-        feats = feats["features"]
-    read = model.memory(feats) if model.memory is not None else None
-    dec = model.decoder(read.output if read is not None else feats)
-    return (dec["recon"] if isinstance(dec, dict) else dec), read
 
 
 class MaskedMemoryObjective(OLEDObjective):
@@ -60,8 +50,9 @@ class MaskedMemoryObjective(OLEDObjective):
         with ctx.autocast():
             with torch.no_grad():
                 x_m, mask = model.masker(x)  # the masks are fixed for the Reconstructor's step
-            recon_m, read = _read(model, x_m)
-            t = oled_terms(x, recon_m, mask, model.reconstruct(x))
+            out_m = model.encode_decode(x_m)  # keeps the memory read, for its entropy
+            read = out_m.get("memory")
+            t = oled_terms(x, out_m["recon"], mask, model.reconstruct(x))
             losses = {"mask": t.mask.mean(), "cont": t.cont.mean(), "rec": t.rec.mean()}
             total = losses["mask"] + self.gamma * losses["cont"] + self.lam * losses["rec"]
             if read is not None:
