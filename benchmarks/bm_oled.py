@@ -6,6 +6,7 @@ appends a row to benchmarks/RESULTS.md and rewrites the results section of plugi
 
     python benchmarks/bm_oled.py                          # configs/oled/{oled,cae_random_mask}.yaml, ten classes
     python benchmarks/bm_oled.py --classes 2 8 --epochs 10 --jobs 2 --anomalies-per-class 100
+    python benchmarks/bm_oled.py --models oled --classes 8 --epochs 100 --trace 5   # test AUROC every 5 epochs
     python benchmarks/bm_oled.py --quick                  # two classes, 2 epochs: a smoke run (not recorded)
 """
 from __future__ import annotations
@@ -29,11 +30,14 @@ CONFIGS = {"oled": os.path.join(ROOT, "configs", "oled", "oled.yaml"),
 SCORES = {"s_avg": "oled", "s_mask": "oled_mask", "s_cont": "oled_cont", "s_rec": "oled_rec"}
 README = os.path.join(ROOT, "plugins", "oled", "README.md")
 START, END = "<!-- bm_oled results: start -->", "<!-- bm_oled results: end -->"
+TRACE_START, TRACE_END = "<!-- bm_oled trace: start -->", "<!-- bm_oled trace: end -->"
 BAR = 0.97
 
 
-def _job(model: str, c: int, overrides: list[str], tmp: str) -> dict:
-    """Train and test one (model, normal class); runs in a worker process with one thread."""
+def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 0) -> dict:
+    """Train and test one (model, normal class); runs in a worker process with one thread. ``trace_every``:
+    also score the test set every that many epochs (training stops and resumes exactly; diagnostic only, the
+    reported scores are still those of the last epoch)."""
     import torch
 
     torch.set_num_threads(1)
@@ -43,9 +47,33 @@ def _job(model: str, c: int, overrides: list[str], tmp: str) -> dict:
     cfg = load_config(CONFIGS[model], [*overrides, f"data.normal_class={c}", "train.device=cpu",
                                        "train.progress=false"])
     t0 = time.perf_counter()
-    res = run(cfg, os.path.join(tmp, f"{model}{c}"), log=lambda s: None)
+    out, trace = os.path.join(tmp, f"{model}{c}"), []
+    if trace_every:
+        from sklearn.metrics import roc_auc_score
+
+        from reconad.engine.evaluate import score_dataset
+
+        res = run(cfg, out, stop_after_steps=0, log=lambda s: None)   # builds everything, trains nothing
+        n = len(res.train.splits.train)
+        chunk = trace_every * (n // min(cfg.train.batch_size, n))
+        while res.metrics is None:
+            res = run(cfg, out, resume=True, stop_after_steps=chunk, log=lambda s: None)
+            if res.metrics is None:
+                s = score_dataset(res.train.model, res.train.splits.test, torch.device("cpu"), keep_maps=False,
+                                  keep_masks=False)
+                trace.append({"step": res.train.step, **{k: float(roc_auc_score(s.labels, s.image[v]))
+                                                        for k, v in SCORES.items()}})
+            else:
+                trace.append({"step": res.train.step, **{k: res.metrics["scorers"][v]["image_auroc"]
+                                                        for k, v in SCORES.items()}})
+        for t in trace:
+            t["epoch"] = t.pop("step") // (chunk // trace_every)
+    else:
+        res = run(cfg, out, log=lambda s: None)
     row = {"model": model, "normal_class": c,
            **{k: res.metrics["scorers"][v]["image_auroc"] for k, v in SCORES.items()}}
+    if trace:
+        row["trace"] = trace
     if model == "oled":
         from reconad_oled.evaluate import segmentation_auroc
 
@@ -84,6 +112,22 @@ def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, ep
     return "\n".join(lines)
 
 
+def _trace_section(command: str, rows: dict[str, list[dict]], epochs_note: str) -> str:
+    """The test AUROC of each score after every traced epoch, one table per (model, class)."""
+    lines = [TRACE_START, "", f"`{command}`  ", f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+             f"commit {commit()}; {epochs_note}. Test AUROC after each traced epoch (a diagnostic of how training "
+             "length matters; the results table reports the last epoch only, nothing is selected on test data).",
+             ""]
+    for model, rs in rows.items():
+        for r in rs:
+            lines += [f"{model}, normal class {r['normal_class']}:", "", "| epoch | " + " | ".join(SCORES) + " |",
+                      "|---" * (len(SCORES) + 1) + "|"]
+            lines += [f"| {t['epoch']} | " + " | ".join(_fmt(t[k]) for k in SCORES) + " |" for t in r.get("trace", [])]
+            lines.append("")
+    lines.append(TRACE_END)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     from reconad.io import write_json
 
@@ -97,6 +141,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--quick", action="store_true", help="smoke run: classes 0 and 1, 2 epochs, 20 anomalies per class, nothing recorded")
     ap.add_argument("--no-readme", action="store_true", help="do not rewrite plugins/oled/README.md")
+    ap.add_argument("--trace", type=int, default=0, metavar="EPOCHS",
+                    help="also score the test set every EPOCHS epochs and write that trace into the README's trace "
+                         "section (not the results table): how the AUROC moves with training, a diagnostic")
     ap.add_argument("--cache", default=None, help="JSON file of finished (model, class) rows: rows with the same "
                     "settings are read from it instead of retrained, new rows are added as they finish")
     args = ap.parse_args(argv or [])
@@ -110,12 +157,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         overrides.append(f"data.anomalies_per_class={args.anomalies_per_class}")
 
     jobs = [(m, c) for c in args.classes for m in args.models]
-    key = lambda m, c: f"{m}|{c}|{' '.join(overrides)}"  # noqa: E731
+    key = lambda m, c: f"{m}|{c}|{' '.join(overrides)}" + (f"|trace {args.trace}" if args.trace else "")  # noqa: E731
     cache = json.load(open(args.cache)) if args.cache and os.path.exists(args.cache) else {}
     results: dict[tuple[str, int], dict] = {(m, c): cache[key(m, c)] for m, c in jobs if key(m, c) in cache}
     with tempfile.TemporaryDirectory() as tmp:
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            futures = {pool.submit(_job, m, c, overrides, tmp): (m, c) for m, c in jobs if (m, c) not in results}
+            futures = {pool.submit(_job, m, c, overrides, tmp, args.trace): (m, c)
+                       for m, c in jobs if (m, c) not in results}
             for fut in as_completed(futures):
                 r = fut.result()
                 results[futures[fut]] = r
@@ -132,7 +180,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         summary[m] = {"model": m, "normal_class": "mean",
                       **{k: _mean(rs, k) for k in [*SCORES, "seg_inlier", "seg_outlier", "seconds"]}}
     all_rows = [r for m in args.models for r in rows[m] + [summary[m]]]
-    print_table(f"OLED on digits: image AUROC per score {' '.join(overrides)}", all_rows)
+    print_table(f"OLED on digits: image AUROC per score {' '.join(overrides)}", all_rows,
+                ["model", "normal_class", *SCORES, "seg_inlier", "seg_outlier", "seconds"])
 
     best = {m: max((summary[m][k], k) for k in SCORES) for m in args.models}
     if "oled" in summary:
@@ -153,6 +202,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         for m in args.models)
     if "oled" in summary:
         figures += f"; MM seg. AUROC {_fmt(summary['oled']['seg_inlier'])}/{_fmt(summary['oled']['seg_outlier'])}"
+    if args.trace:
+        trace = _trace_section(command.strip(), rows, epochs_note)
+        print(trace)
+        if not (args.no_readme or args.quick):
+            write_readme_section(README, trace, TRACE_START, TRACE_END)
+        return all_rows
     if args.quick:  # a smoke run: nothing recorded
         return all_rows
     append_results("oled", "cpu", f"{command.strip()}: {figures} ({epochs_note})")

@@ -27,13 +27,10 @@ README = os.path.join(ROOT, "plugins", "selfsup", "README.md")
 CONFIGS = {"objective1": ("configs/selfsup/objective1.yaml", []),
            "objective3": ("configs/selfsup/objective3.yaml", []),
            "plain_ae": ("configs/selfsup/objective3.yaml", ["model.objective.distort=false"]),
-           # (3) with lam chosen so that raising the error everywhere does not pay: with |X_hat - X| spread over an
-           # effective fraction a of the N pixels ((sum D)^2 / (N sum D^2)) the two terms of (3) grow as
-           # lam / sqrt(N) and (1 - lam) / sqrt(a N) with a uniform error, so a network that cannot localise the
-           # distortions lowers (3) by erring everywhere unless lam > 1 / (1 + sqrt(a)); a ~ 0.02 for these
-           # distortions (median over 256 training patches of each texture), so lam > 0.88: lam = 0.9.
-           # Not in the default set (lam = 0.5 is the default): run with --models.
-           "objective3_lam0.9": ("configs/selfsup/objective3.yaml", ["model.objective.lam=0.9"])}
+           # the distortions of the first measurements (README): small patches and lambda 0.5 (for --models)
+           "objective1_small_patches": ("configs/selfsup/objective1.yaml",
+                                        ["model.objective.patch_min=0.1", "model.objective.patch_max=0.5",
+                                         "model.objective.lam=0.5"])}
 DEFAULT_MODELS = ["objective1", "objective3", "plain_ae"]
 COLUMNS = ["texture", "model", "pixel_auroc", "aupro", "image_auroc", "image_mean", "image_f1", "pixel_mean",
            "pixel_f1", "seconds"]
