@@ -90,8 +90,9 @@ def _markdown(rows: list[dict], args: argparse.Namespace, wins: int, textures: l
              f"Device: {device_name('cpu')}, torch {torch.__version__}, commit {commit()}, "
              f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC.  ",
              f"Training: {rows[0]['epochs']} epochs per run (the paper trains 2000), batch 32, Adam lr "
-             f"{rows[0].get('lr', 1e-4):g}, weight decay {rows[0].get('weight_decay', 1e-5):g}; 64x64 grey `textures` patches (435 train, 87 held-out, 145 test of which 72 "
-             "carry a synthetic defect with a pixel mask).", "",
+             f"{rows[0].get('lr', 1e-4):g}, weight decay {rows[0].get('weight_decay', 1e-5):g}; 64x64 grey "
+             "`textures` patches (435 train, 87 held-out, 145 test of which 72 carry a synthetic defect with a "
+             "pixel mask).", "",
              "| texture | model | params | image AUROC | pixel AUROC | AUPRO@0.3 | seconds |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
