@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from common import append_results, commit, device_name, print_table
+from common import append_results, commit, device_name, print_table, write_readme_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "plugins", "oddobjects", "README.md")
@@ -63,11 +63,7 @@ def write_readme(results: dict[str, dict], command: str, device: str) -> None:
                        f"{r['seconds'] / 60:.0f} | `{command}` ({stamp}) |")
     table = ["| model | mean image AUROC | epochs | classes | per class | minutes | command (date, device, torch, commit) |",
              "|---|---|---|---|---|---|---|"] + [rows[m] for m in MODELS if m in rows]
-    section = f"{BEGIN}\n" + "\n".join(table) + f"\n{END}"
-    text = text[:text.find(BEGIN)] + section + text[text.find(END) + len(END):]
-    from reconad.io import write_text
-
-    write_text(README, text)
+    write_readme_section(README, f"{BEGIN}\n" + "\n".join(table) + f"\n{END}", BEGIN, END)
 
 
 def _run_one(path: str, overrides: list[str], out_dir: str) -> tuple[float, int, float]:

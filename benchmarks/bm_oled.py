@@ -49,25 +49,21 @@ def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 
     t0 = time.perf_counter()
     out, trace = os.path.join(tmp, f"{model}{c}"), []
     if trace_every:
-        from sklearn.metrics import roc_auc_score
-
         from reconad.engine.evaluate import score_dataset
+        from reconad.metrics import auroc
 
         res = run(cfg, out, stop_after_steps=0, log=lambda s: None)   # builds everything, trains nothing
         n = len(res.train.splits.train)
-        chunk = trace_every * (n // min(cfg.train.batch_size, n))
+        steps_per_epoch = n // min(cfg.train.batch_size, n)
         while res.metrics is None:
-            res = run(cfg, out, resume=True, stop_after_steps=chunk, log=lambda s: None)
-            if res.metrics is None:
+            res = run(cfg, out, resume=True, stop_after_steps=trace_every * steps_per_epoch, log=lambda s: None)
+            if res.metrics is None:   # not the last chunk: score the test set now
                 s = score_dataset(res.train.model, res.train.splits.test, torch.device("cpu"), keep_maps=False,
                                   keep_masks=False)
-                trace.append({"step": res.train.step, **{k: float(roc_auc_score(s.labels, s.image[v]))
-                                                        for k, v in SCORES.items()}})
+                point = {k: auroc(s.image[v], s.labels) for k, v in SCORES.items()}
             else:
-                trace.append({"step": res.train.step, **{k: res.metrics["scorers"][v]["image_auroc"]
-                                                        for k, v in SCORES.items()}})
-        for t in trace:
-            t["epoch"] = t.pop("step") // (chunk // trace_every)
+                point = {k: res.metrics["scorers"][v]["image_auroc"] for k, v in SCORES.items()}
+            trace.append({"epoch": res.train.step // steps_per_epoch, **point})
     else:
         res = run(cfg, out, log=lambda s: None)
     row = {"model": model, "normal_class": c,
