@@ -1,8 +1,9 @@
 """OLED (paper 001) on one-class ``digits``: OLED and the random-mask context autoencoder (§4.6), every class.
 
 Reports the image AUROC of each score (s_avg, s_mask, s_cont, s_rec) per class and their means, and the Mask
-Module's segmentation pixel AUROC (§4.5, activation map vs the digits' non-zero pixels, inliers / outliers);
-appends a row to benchmarks/RESULTS.md and rewrites the results section of plugins/oled/README.md.
+Module's segmentation pixel AUROC (§4.5, activation map vs the digits' non-zero pixels, inliers / outliers)
+and the epoch the configs' validation selection kept (§4.1); appends a row to benchmarks/RESULTS.md and
+rewrites the results section of plugins/oled/README.md.
 
     python benchmarks/bm_oled.py                          # configs/oled/{oled,cae_random_mask}.yaml, ten classes
     python benchmarks/bm_oled.py --classes 2 8 --epochs 10 --jobs 2 --anomalies-per-class 100
@@ -67,7 +68,8 @@ def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 
     else:
         res = run(cfg, out, log=lambda s: None)
     row = {"model": model, "normal_class": c,
-           **{k: res.metrics["scorers"][v]["image_auroc"] for k, v in SCORES.items()}}
+           **{k: res.metrics["scorers"][v]["image_auroc"] for k, v in SCORES.items()},
+           "epoch_kept": (res.metrics.get("selection") or {}).get("best", {}).get("epoch")}
     if trace:
         row["trace"] = trace
     if model == "oled":
@@ -94,13 +96,14 @@ def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, ep
     lines = [START, "", f"`{command}`  ", f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
              f"{platform.processor() or platform.machine()} (CPU, 1 thread per job), torch {torch.__version__}, "
              f"commit {commit()}; {epochs_note}", ""]
-    lines += ["| model | class | s_avg | s_mask | s_cont | s_rec | MM seg. AUROC inlier / outlier |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| model | class | s_avg | s_mask | s_cont | s_rec | epoch kept | MM seg. AUROC inlier / outlier |",
+              "|---|---|---|---|---|---|---|---|"]
     for model, rs in rows.items():
         for r in rs + [summary[model]]:
             seg = (f"{_fmt(r.get('seg_inlier'))} / {_fmt(r.get('seg_outlier'))}" if model == "oled" else "")
+            kept = r.get("epoch_kept")
             lines.append(f"| {model} | {r['normal_class']} | " + " | ".join(_fmt(r.get(k)) for k in SCORES)
-                         + f" | {seg} |")
+                         + f" | {'' if kept is None else kept} | {seg} |")
     verdict = summary.get("verdict")
     if verdict:
         lines += ["", verdict]
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       **{k: _mean(rs, k) for k in [*SCORES, "seg_inlier", "seg_outlier", "seconds"]}}
     all_rows = [r for m in args.models for r in rows[m] + [summary[m]]]
     print_table(f"OLED on digits: image AUROC per score {' '.join(overrides)}", all_rows,
-                ["model", "normal_class", *SCORES, "seg_inlier", "seg_outlier", "seconds"])
+                ["model", "normal_class", *SCORES, "epoch_kept", "seg_inlier", "seg_outlier", "seconds"])
 
     best = {m: max((summary[m][k], k) for k in SCORES) for m in args.models}
     if "oled" in summary:

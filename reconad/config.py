@@ -64,6 +64,8 @@ class TrainConfig:
     amp: bool = False                    # mixed precision (fp16 on CUDA, bf16 on CPU)
     grad_clip: float | None = None
     checkpoint_every: int = 0            # steps between checkpoints (0: only at the end)
+    select_every: int = 0                # epochs between model-selection scorings of the dataset's labelled
+    #                                      validation split; the best image AUROC is kept (0: the last model)
     num_workers: int = 0
     progress: bool = True
 
@@ -355,6 +357,8 @@ def _check_train(train: TrainConfig, errors: list[str]) -> None:
         errors.append(f"train.batch_size: expected >= 1, got {train.batch_size}")
     if num(train.lr) and train.lr <= 0:
         errors.append(f"train.lr: expected > 0, got {train.lr}")
+    if num(train.select_every) and train.select_every < 0:
+        errors.append(f"train.select_every: expected epochs >= 0 (0: keep the last model), got {train.select_every}")
     dev = train.device
     if isinstance(dev, str) and not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         errors.append(f"train.device: expected auto, cpu, cuda or cuda:N, got {dev!r}")

@@ -59,6 +59,8 @@ class DatasetSplits(NamedTuple):
     image_size: int
     has_masks: bool       # True when test has pixel ground truth
     skipped: list[str]    # files skipped with skip_bad ("path: reason")
+    validation: Dataset | None = None   # optional labelled normal + anomalous images for model selection
+    #                                     (train.select_every); never trained on, disjoint from test
 
 
 def check_settings(settings: DataSettings) -> None:

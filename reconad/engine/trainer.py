@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from ..components import Objective, StepContext
 from ..config import Config, TrainConfig, to_dict
 from ..data.base import DatasetSplits
+from ..metrics import auroc
 from ..model import ReconModel, build_model
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
@@ -36,6 +37,7 @@ class TrainResult:
     checkpoint: str
     calibration: dict[str, Any]
     seconds: float
+    selection: dict[str, Any] | None = None   # train.select_every: the history and the epoch kept
 
 
 def build_data(cfg: Config, registry: Registry) -> DatasetSplits:
@@ -43,6 +45,57 @@ def build_data(cfg: Config, registry: Registry) -> DatasetSplits:
     if len(splits.train) == 0:
         raise RunError(f"dataset {cfg.data.name!r} has no training images (data.root={cfg.data.root!r})")
     return splits
+
+
+def check_selectable(cfg: Config, splits: DatasetSplits) -> None:
+    """``train.select_every`` needs the dataset's labelled validation split with normal and anomalous images."""
+    val = splits.validation
+    if val is None:
+        raise RunError(f"train.select_every={cfg.train.select_every}: dataset {cfg.data.name!r} gives no labelled "
+                       "validation split to select the model on (digits: set data.validation_normals and "
+                       "data.validation_anomalies_per_class); or set train.select_every=0 to keep the last model")
+    labels = set(getattr(val, "labels", None) or (int(val[i]["label"]) for i in range(len(val))))
+    if labels != {0, 1}:
+        raise RunError(f"train.select_every: dataset {cfg.data.name!r}'s validation split needs normal and anomalous "
+                       f"images, it has labels {sorted(labels)}")
+
+
+class _Selection:
+    """Model selection on the labelled validation split (``train.select_every`` epochs): every so many epochs the
+    image AUROC of the primary score is measured; the best model (the earliest on ties) is kept in memory and in
+    the checkpoint, and restored when training ends. Scoring runs under a forked RNG, so training is the same
+    with or without it."""
+
+    def __init__(self, every_epochs: int, state: dict[str, Any] | None) -> None:
+        self.every = every_epochs
+        state = state or {}
+        self.history: list[dict[str, Any]] = list(state.get("history", []))
+        self.best: dict[str, Any] | None = state.get("best")
+        self.best_model: dict[str, torch.Tensor] | None = state.get("best_model")
+
+    def due(self, step: int, steps_per_epoch: int, total: int) -> bool:
+        return bool(self.every) and (step % (self.every * steps_per_epoch) == 0 or step == total)
+
+    def score(self, model: ReconModel, dataset: Any, device: torch.device, batch_size: int, step: int,
+              epoch: int) -> dict[str, Any]:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            s = score_dataset(model, dataset, device, batch_size, keep_maps=False, keep_masks=False,
+                              where="validation images")
+        point = {"epoch": epoch, "step": step, "score": s.names[0],
+                 "validation_auroc": float(auroc(s.image[s.names[0]], s.labels))}
+        self.history.append(point)
+        if not math.isfinite(point["validation_auroc"]):   # e.g. constant scores: never kept
+            return point
+        if self.best is None or point["validation_auroc"] > self.best["validation_auroc"]:
+            self.best = point
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return point
+
+    def state(self, finished: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"every_epochs": self.every, "history": self.history, "best": self.best}
+        if not finished:
+            out["best_model"] = self.best_model
+        return out
 
 
 def make_optimizer_factory(train: TrainConfig) -> Callable[..., torch.optim.Optimizer]:
@@ -96,6 +149,8 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     splits = build_data(cfg, registry)
+    if cfg.train.select_every:
+        check_selectable(cfg, splits)
     model, objective = build_model(cfg.model, registry, splits.channels, splits.image_size)
     device = runtime.device
     model.to(device)
@@ -118,6 +173,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
 
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     step = 0
+    selection = _Selection(tc.select_every, None)
     if resume:
         if not os.path.isfile(ckpt_path):
             raise RunError(f"--resume: no checkpoint to resume from in {out_dir!r} (expected {CHECKPOINT})")
@@ -129,6 +185,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
         ctx.scaler.load_state_dict(state["scaler"])
         objective.load_state_dict(state.get("objective", {}))
         _set_rng_state(state["rng"])
+        selection = _Selection(tc.select_every, state.get("selection"))
         step = int(state["step"])
         log(f"resumed from {ckpt_path} at step {step}/{total}")
     else:
@@ -142,6 +199,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             "optimizers": [o.state_dict() for o in optimizers], "scaler": ctx.scaler.state_dict(),
             "objective": objective.state_dict(), "rng": _rng_state(), "step": step,
             "finished": finished, "calibration": calibration,
+            **({"selection": selection.state(finished)} if selection.every else {}),
         })
 
     from tqdm.auto import tqdm
@@ -172,6 +230,10 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                                    f"(now {tc.lr}) or set train.grad_clip")
                 step += 1
                 seen += batch["image"].shape[0] * runtime.world_size
+                if selection.due(step, steps_per_epoch, total) and runtime.is_main:
+                    p = selection.score(model, splits.validation, device, cfg.test.batch_size, step,
+                                        step // steps_per_epoch)
+                    log(f"epoch {p['epoch']}: validation AUROC {p['validation_auroc']:.4f} ({p['score']})")
                 if bar.n < step:
                     bar.update(step - bar.n)
                     rate = seen / max(time.perf_counter() - t_images, 1e-9)
@@ -183,6 +245,10 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
 
     calibration: dict[str, Any] = {}
     if step >= total:
+        if runtime.is_main and selection.best_model is not None:   # None: resumed after the end, already kept
+            model.load_state_dict(selection.best_model)
+            log(f"selected epoch {selection.best['epoch']} of {step // steps_per_epoch}: validation AUROC "
+                f"{selection.best['validation_auroc']:.4f}")
         if runtime.is_main:
             holdout = score_dataset(model, splits.holdout, device, cfg.test.batch_size, keep_masks=False,
                                     where="held-out normal images")
@@ -191,4 +257,5 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     else:
         save(False)
     runtime.barrier()
-    return TrainResult(model, objective, splits, step, ckpt_path, calibration, time.perf_counter() - t0)
+    return TrainResult(model, objective, splits, step, ckpt_path, calibration, time.perf_counter() - t0,
+                       selection.state(True) if selection.every else None)

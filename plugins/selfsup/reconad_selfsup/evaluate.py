@@ -106,7 +106,7 @@ def evaluate_run(run_dir: str, *, min_area: int | None = None, min_area_fraction
 
     registry = get_registry()
     ckpt = os.path.join(run_dir, "checkpoint.pt") if os.path.isdir(run_dir) else run_dir
-    cfg, model, _, _ = load_trained(ckpt, device, registry)
+    cfg, model = load_trained(ckpt, device, registry)[:2]
     dev = next(model.parameters()).device
     splits = build_data(cfg, registry)
     result = area_rule_from_model(model, splits, dev, batch_size=cfg.test.batch_size, min_area=min_area,
