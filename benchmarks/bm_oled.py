@@ -37,8 +37,9 @@ BAR = 0.97
 
 def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 0) -> dict:
     """Train and test one (model, normal class); runs in a worker process with one thread. ``trace_every``:
-    also score the test set every that many epochs (training stops and resumes exactly; diagnostic only, the
-    reported scores are still those of the last epoch)."""
+    also score the test set every that many epochs (training stops and resumes exactly; diagnostic only: the
+    reported scores are still those of the model the run keeps, which is the trace's last point, and each point
+    carries the validation AUROC the run's selection measured at that epoch, if it selects)."""
     import torch
 
     torch.set_num_threads(1)
@@ -62,9 +63,15 @@ def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 
                 s = score_dataset(res.train.model, res.train.splits.test, torch.device("cpu"), keep_maps=False,
                                   keep_masks=False)
                 point = {k: auroc(s.image[v], s.labels) for k, v in SCORES.items()}
-            else:
-                point = {k: res.metrics["scorers"][v]["image_auroc"] for k, v in SCORES.items()}
-            trace.append({"epoch": res.train.step // steps_per_epoch, **point})
+                trace.append({"epoch": res.train.step // steps_per_epoch, **point})
+            else:                     # the run is over: its metrics are those of the model it keeps
+                sel = res.metrics.get("selection")
+                epoch = res.train.step // steps_per_epoch
+                trace.append({"epoch": f"kept: {sel['best']['epoch']}" if sel else epoch,
+                              **{k: res.metrics["scorers"][v]["image_auroc"] for k, v in SCORES.items()}})
+        history = {p["epoch"]: p["validation_auroc"] for p in (res.metrics.get("selection") or {}).get("history", [])}
+        for t in trace:
+            t["validation"] = history.get(t["epoch"] if isinstance(t["epoch"], int) else sel["best"]["epoch"])
     else:
         res = run(cfg, out, log=lambda s: None)
     row = {"model": model, "normal_class": c,
@@ -114,14 +121,16 @@ def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, ep
 def _trace_section(command: str, rows: dict[str, list[dict]], epochs_note: str) -> str:
     """The test AUROC of each score after every traced epoch, one table per (model, class)."""
     lines = [TRACE_START, "", f"`{command}`  ", f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-             f"commit {commit()}; {epochs_note}. Test AUROC after each traced epoch (a diagnostic of how training "
-             "length matters; the results table reports the last epoch only, nothing is selected on test data).",
+             f"commit {commit()}; {epochs_note}. Test AUROC after each traced epoch (a diagnostic of how the epoch "
+             "matters; nothing is selected on test data), the validation split's s_avg AUROC the run's selection "
+             "measured at that epoch, and last the model the run kept.",
              ""]
     for model, rs in rows.items():
         for r in rs:
-            lines += [f"{model}, normal class {r['normal_class']}:", "", "| epoch | " + " | ".join(SCORES) + " |",
-                      "|---" * (len(SCORES) + 1) + "|"]
-            lines += [f"| {t['epoch']} | " + " | ".join(_fmt(t[k]) for k in SCORES) + " |" for t in r.get("trace", [])]
+            lines += [f"{model}, normal class {r['normal_class']}:", "",
+                      "| epoch | " + " | ".join(SCORES) + " | validation s_avg |", "|---" * (len(SCORES) + 2) + "|"]
+            lines += [f"| {t['epoch']} | " + " | ".join(_fmt(t[k]) for k in SCORES)
+                      + f" | {_fmt(t.get('validation') or '')} |" for t in r.get("trace", [])]
             lines.append("")
     lines.append(TRACE_END)
     return "\n".join(lines)
