@@ -79,7 +79,17 @@ def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 
            "epoch_kept": (res.metrics.get("selection") or {}).get("best", {}).get("epoch")}
     if trace:
         row["trace"] = trace
-    if model == "oled":
+    if model == "oled":   # s_avg's AUROC of the normal test images against each anomalous digit alone
+        import csv
+
+        from reconad.metrics import auroc as _auroc
+
+        with open(os.path.join(out, "scores.csv"), newline="") as fh:
+            scored = [(r["defect"], float(r["score"])) for r in csv.DictReader(fh)]
+        normal = [v for d, v in scored if d == "good"]
+        for d in sorted({d for d, _ in scored} - {"good"}):
+            anomalous = [v for e, v in scored if e == d]
+            row[f"vs_{d}"] = _auroc(normal + anomalous, [0] * len(normal) + [1] * len(anomalous))
         from reconad_oled.evaluate import segmentation_auroc
 
         seg = segmentation_auroc(res.train.model, res.train.splits.test)
@@ -114,6 +124,12 @@ def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, ep
     verdict = summary.get("verdict")
     if verdict:
         lines += ["", verdict]
+    if any(k.startswith("vs_digit_") for r in rows.get("oled", []) for k in r):
+        lines += ["", "OLED's s_avg AUROC of each class's normal test images against one anomalous digit at a time:", "",
+                  "| normal class | " + " | ".join(f"vs {d}" for d in range(10)) + " |", "|---" * 11 + "|"]
+        for r in rows["oled"]:
+            lines.append(f"| {r['normal_class']} | " + " | ".join(_fmt(r.get(f"vs_digit_{d}", "")) for d in range(10))
+                         + " |")
     lines += ["", END]
     return "\n".join(lines)
 
