@@ -76,6 +76,8 @@ def test_the_model_kept_is_the_best_on_validation(tmp_path):
         assert torch.equal(v, res.train.model.state_dict()[k]), k
     state = load_checkpoint(str(tmp_path / "run"))
     assert state["finished"] and "best_model" not in state["selection"]
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert f"Kept epoch {sel['best']['epoch']} of 4: validation AUROC {sel['best']['validation_auroc']:.4f}" in report
     again = evaluate_checkpoint(str(tmp_path / "run"), str(tmp_path / "retest"), device="cpu", registry=registry)
     assert again.metrics["selection"] == sel
     assert again.metrics["image_auroc"] == pytest.approx(res.metrics["image_auroc"], abs=1e-12)

@@ -140,6 +140,12 @@ def _html(metrics: dict[str, Any], calibration: dict[str, Any], config: dict[str
 
     cfg_text = html.escape(yaml.safe_dump(config, sort_keys=False))
     thr = html.escape(json.dumps({k: v for k, v in calibration.items() if k != "thresholds"}, indent=1))
+    sel = metrics.get("selection")
+    selection = "" if not sel or not sel.get("best") else (
+        "<h2>Model selection (on the labelled validation split, never the test)</h2><p>Kept epoch "
+        f"{sel['best']['epoch']} of {sel['history'][-1]['epoch']}: validation AUROC "
+        f"{_fmt(sel['best']['validation_auroc'])} ({html.escape(sel['best']['score'])}); every epoch scored in "
+        "metrics.json (<code>selection.history</code>).</p>")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>reconad report: {html.escape(str(config.get('name')))}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
@@ -151,7 +157,7 @@ th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100
 <h2>Metrics</h2><table>{rows}</table>
 <h2>Scorers</h2><table><tr><th>scorer</th><th>image AUROC</th><th>threshold</th><th>TPR</th><th>TNR</th>
 <th>F1</th></tr>{scorer_rows}</table>
-<h2>Threshold (chosen on held-out normal images only)</h2><pre>{thr}</pre>
+<h2>Threshold (chosen on held-out normal images only)</h2><pre>{thr}</pre>{selection}
 <h2>Pictures</h2>{imgs}
 <h2>Config</h2><pre>{cfg_text}</pre>
 </body></html>
