@@ -21,15 +21,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo")
-def test_two_processes_match_one(tmp_path, tiny_raw):
-    raw = dict(tiny_raw)
-    # without batch norm, 2 processes x half a batch with averaged gradients are one process's full batch
-    raw["model"] = {"encoder": {"name": "conv", "channels": [8, 16], "batch_norm": False},
-                    "memory": {"name": "memae", "slots": 20},
-                    "decoder": {"name": "conv", "batch_norm": False}, "scorers": ["l2"]}
-    raw["train"] = dict(raw["train"], steps=8, batch_size=16)
-    raw["test"] = {"report_images": 2}
+def _run_one_and_two(raw: dict, tmp_path) -> None:
+    """``reconad run`` of ``raw`` in one process (into tmp_path/one) and under torchrun with two (tmp_path/two)."""
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -41,6 +34,18 @@ def test_two_processes_match_one(tmp_path, tiny_raw):
                           str(cfg), "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo")
+def test_two_processes_match_one(tmp_path, tiny_raw):
+    raw = dict(tiny_raw)
+    # without batch norm, 2 processes x half a batch with averaged gradients are one process's full batch
+    raw["model"] = {"encoder": {"name": "conv", "channels": [8, 16], "batch_norm": False},
+                    "memory": {"name": "memae", "slots": 20},
+                    "decoder": {"name": "conv", "batch_norm": False}, "scorers": ["l2"]}
+    raw["train"] = dict(raw["train"], steps=8, batch_size=16)
+    raw["test"] = {"report_images": 2}
+    _run_one_and_two(raw, tmp_path)
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     for key in ("image_auroc", "pixel_auroc", "aupro"):
@@ -63,17 +68,7 @@ def test_two_processes_select_as_one(tmp_path):
            "train": {"epochs": 3, "batch_size": 64, "lr": 0.01, "device": "cpu", "progress": False,
                      "select_every": 1},
            "test": {"report_images": 2}}
-    cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(yaml.safe_dump(raw))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "-m", "reconad.cli", "run", str(cfg), "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-                          "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "reconad.cli", "run",
-                          str(cfg), "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert two.returncode == 0, two.stderr[-3000:]
+    _run_one_and_two(raw, tmp_path)
     s1 = json.loads((tmp_path / "one" / "metrics.json").read_text())["selection"]
     s2 = json.loads((tmp_path / "two" / "metrics.json").read_text())["selection"]
     assert [p["epoch"] for p in s2["history"]] == [p["epoch"] for p in s1["history"]] == [1, 2, 3]
