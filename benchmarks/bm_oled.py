@@ -66,12 +66,12 @@ def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 
                 trace.append({"epoch": res.train.step // steps_per_epoch, **point})
             else:                     # the run is over: its metrics are those of the model it keeps
                 sel = res.metrics.get("selection")
-                epoch = res.train.step // steps_per_epoch
-                trace.append({"epoch": f"kept: {sel['best']['epoch']}" if sel else epoch,
+                trace.append({"epoch": sel["best"]["epoch"] if sel else res.train.step // steps_per_epoch,
+                              "kept": bool(sel),
                               **{k: res.metrics["scorers"][v]["image_auroc"] for k, v in SCORES.items()}})
         history = {p["epoch"]: p["validation_auroc"] for p in (res.metrics.get("selection") or {}).get("history", [])}
         for t in trace:
-            t["validation"] = history.get(t["epoch"] if isinstance(t["epoch"], int) else sel["best"]["epoch"])
+            t["validation"] = history.get(t["epoch"])
     else:
         res = run(cfg, out, log=lambda s: None)
     row = {"model": model, "normal_class": c,
@@ -145,7 +145,7 @@ def _trace_section(command: str, rows: dict[str, list[dict]], epochs_note: str) 
         for r in rs:
             lines += [f"{model}, normal class {r['normal_class']}:", "",
                       "| epoch | " + " | ".join(SCORES) + " | validation s_avg |", "|---" * (len(SCORES) + 2) + "|"]
-            lines += [f"| {t['epoch']} | " + " | ".join(_fmt(t[k]) for k in SCORES)
+            lines += [f"| {'kept: ' if t.get('kept') else ''}{t['epoch']} | " + " | ".join(_fmt(t[k]) for k in SCORES)
                       + f" | {_fmt(t.get('validation') or '')} |" for t in r.get("trace", [])]
             lines.append("")
     lines.append(TRACE_END)
