@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
     ap.add_argument("--models", nargs="*", default=["oled", "cae"], choices=sorted(CONFIGS))
-    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the configs' 30)")
+    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the configs')")
     ap.add_argument("--anomalies-per-class", type=int, default=None,
                     help="test anomalies per other class (default: all 500)")
     ap.add_argument("--jobs", type=int, default=1, help="(model, class) runs in parallel, one thread each")
@@ -219,7 +219,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parts.append(f"classes {args.classes} only")
         summary["verdict"] = "; ".join(parts) + "."
         print(summary["verdict"])
-    epochs_note = (f"{args.epochs or 30} epochs, test anomalies per class: "
+    from reconad.config import load_config
+
+    epochs = args.epochs or load_config(CONFIGS[args.models[0]], list(args.overrides)).train.epochs
+    epochs_note = (f"{epochs} epochs, test anomalies per class: "
                    f"{args.anomalies_per_class or 'all 500'}, classes {args.classes}")
     command = "python benchmarks/bm_oled.py " + " ".join(argv or [])
     figures = "; ".join(f"{m} mean " + " ".join(f"{k} {_fmt(summary[m][k])}" for k in SCORES)

@@ -3,7 +3,8 @@
 With ``x`` the image, ``M = MM(x)`` the mask (1 kept, 0 hidden), ``x_m`` the masked image and ``N = C*H*W``::
 
     L_mask = ||x - R(x_m)||^2 / N                          eq. 5: the whole image, squared L2
-    L_cont = ||x_c - R(x_c)|| / sqrt(N)                    eq. 6: the masked (hidden) region only, L2 (not squared)
+    L_cont = ||x_c - R(x_c)||_2 / sqrt(N)                  eq. 6: the masked (hidden) region only, cont="l2" (default)
+          or ||x_c - R(x_c)||_1 / N                        cont="l1": the authors' code's mean absolute error
              x_c = (1 - M) * x,  R(x_c) = (1 - M) * R(x_m)   the hidden region of the image and of its reconstruction
     L_rec  = ||x - R(x)||^2 / N                            eq. 7: the intact image, squared L2
 
@@ -31,9 +32,10 @@ class OLEDTerms(NamedTuple):
 
 
 def oled_terms(x: torch.Tensor, recon_masked: torch.Tensor, mask: torch.Tensor,
-               recon: torch.Tensor | None = None) -> OLEDTerms:
+               recon: torch.Tensor | None = None, cont: str = "l2") -> OLEDTerms:
     """The three terms for images ``x`` (B, C, H, W) in [0, 1], ``recon_masked = R(x_m)`` and ``recon = R(x)``
-    in [0, 1], and ``mask`` (B, 1, H, W). Differences of [0, 1] values are doubled to the paper's scale."""
+    in [0, 1], and ``mask`` (B, 1, H, W). Differences of [0, 1] values are doubled to the paper's scale.
+    ``cont`` picks eq. 6's norm: ``"l2"`` or ``"l1"``."""
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] != x.shape[0] or mask.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"oled losses: mask must be (B, 1, H, W) = {(x.shape[0], 1, *x.shape[-2:])}, "
                          f"got {tuple(mask.shape)}")
@@ -42,7 +44,12 @@ def oled_terms(x: torch.Tensor, recon_masked: torch.Tensor, mask: torch.Tensor,
     diff = 2.0 * (x - recon_masked.float())
     l_mask = diff.pow(2).flatten(1).sum(1) / n
     hidden = (1.0 - mask.float())
-    l_cont = torch.linalg.vector_norm((hidden * diff).flatten(1), ord=2, dim=1) / n ** 0.5
+    if cont == "l2":
+        l_cont = torch.linalg.vector_norm((hidden * diff).flatten(1), ord=2, dim=1) / n ** 0.5
+    elif cont == "l1":
+        l_cont = (hidden * diff).abs().flatten(1).sum(1) / n
+    else:
+        raise ValueError(f"oled losses: cont must be 'l2' or 'l1', got {cont!r}")
     l_rec = None
     if recon is not None:
         l_rec = (2.0 * (x - recon.float())).pow(2).flatten(1).sum(1) / n

@@ -27,18 +27,22 @@ class OLEDObjective(Objective):
     ``L_mask + gamma * L_cont`` (R frozen), then one Reconstructor step minimising
     ``L_mask + gamma * L_cont + lambda * L_rec`` (masks detached). The masker's parameters get their own
     optimiser (the config's ``train:`` optimiser and settings, ``mask_lr`` overriding its lr); with a masker
-    without parameters (``random_block``: the context-autoencoder baseline of §4.6) only R is trained."""
+    without parameters (``random_block``: the context-autoencoder baseline of §4.6) only R is trained.
+    ``cont`` is eq. 6's norm (``"l2"``, or ``"l1"`` as in the authors' code; ``reconad_oled.losses``)."""
 
     contract_model = {"masker": "oled"}
 
     def __init__(self, gamma: float = 50.0, lam: float = 1.0, mask_steps: int = 1,
-                 mask_lr: float | None = None) -> None:
+                 mask_lr: float | None = None, cont: str = "l2") -> None:
         if gamma < 0 or lam < 0:
             raise ValueError(f"oled objective: gamma and lam must be >= 0, got gamma={gamma}, lam={lam}")
         if mask_steps < 0:
             raise ValueError(f"oled objective: mask_steps must be >= 0, got {mask_steps}")
         self.gamma, self.lam, self.mask_steps, self.mask_lr = float(gamma), float(lam), int(mask_steps), mask_lr
         self._has_masker_opt = False
+        if cont not in ("l2", "l1"):
+            raise ValueError(f"oled objective: cont must be 'l2' or 'l1' (the norm of L_cont, eq. 6), got {cont!r}")
+        self.cont = cont
 
     def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Eq. 8 from one forward pass's outputs; ``lambda * L_rec`` only when they carry ``recon_unmasked``
@@ -46,7 +50,7 @@ class OLEDObjective(Objective):
         if "mask" not in outputs:
             raise ValueError("oled objective: the model has no masker (outputs carry no 'mask'); set model.masker "
                              "(oled for OLED, random_block for the context-autoencoder baseline)")
-        t = oled_terms(outputs["input"], outputs["recon"], outputs["mask"], outputs.get("recon_unmasked"))
+        t = oled_terms(outputs["input"], outputs["recon"], outputs["mask"], outputs.get("recon_unmasked"), self.cont)
         losses = {"mask": t.mask.mean(), "cont": t.cont.mean()}
         total = losses["mask"] + self.gamma * losses["cont"]
         if t.rec is not None:
@@ -86,7 +90,7 @@ class OLEDObjective(Objective):
             for _ in range(self.mask_steps):
                 with ctx.autocast():
                     out = model(x)
-                    t = oled_terms(x, out["recon"], out["mask"])
+                    t = oled_terms(x, out["recon"], out["mask"], cont=self.cont)
                     adv = t.mask.mean() + self.gamma * t.cont.mean()
                 ctx.step(-adv, ctx.optimizers[1])  # MM maximises
         finally:
@@ -102,7 +106,7 @@ class OLEDObjective(Objective):
         with ctx.autocast():
             with torch.no_grad():
                 x_m, mask = model.masker(x)
-            t = oled_terms(x, model.reconstruct(x_m), mask, model.reconstruct(x))
+            t = oled_terms(x, model.reconstruct(x_m), mask, model.reconstruct(x), self.cont)
             losses = {"mask": t.mask.mean(), "cont": t.cont.mean(), "rec": t.rec.mean()}
             losses["loss"] = losses["mask"] + self.gamma * losses["cont"] + self.lam * losses["rec"]
         ctx.step(losses["loss"], ctx.optimizers[0])

@@ -30,10 +30,17 @@ PARTS = ("mask", "cont", "rec")
 class OLEDScorer(nn.Module):
     """OLED's scores: parts s_mask, s_cont, s_rec (each min-max scaled over the scored set) and s_avg, their
     mean, as the image score. Pixel map: the squared error of the masked image's reconstruction (in [-1, 1]
-    units, mean over channels). Needs a masker in the model (``oled``, or ``random_block`` for the CAE)."""
+    units, mean over channels). Needs a masker in the model (``oled``, or ``random_block`` for the CAE).
+    ``cont``: the norm of s_cont's term, ``"l2"`` or ``"l1"`` (the authors' code), as the objective's."""
 
     contract_model = {"masker": "oled"}
     requires = ("recon_unmasked",)  # R(x) for s_rec, given by ReconModel.score
+
+    def __init__(self, cont: str = "l2") -> None:
+        super().__init__()
+        if cont not in ("l2", "l1"):
+            raise ValueError(f"oled scorer: cont must be 'l2' or 'l1' (the norm of s_cont's L_cont), got {cont!r}")
+        self.cont = cont
 
     def _unmasked(self, outputs: dict[str, Any]) -> torch.Tensor:
         if outputs.get("recon_unmasked") is None:
@@ -46,7 +53,7 @@ class OLEDScorer(nn.Module):
             raise ValueError("oled scorer: the model has no masker (outputs carry no 'mask'); set model.masker "
                              "(oled, or random_block with at_eval: true for the CAE baseline)")
         x, recon = outputs["input"], outputs["recon"]
-        t = oled_terms(x, recon, outputs["mask"], self._unmasked(outputs))
+        t = oled_terms(x, recon, outputs["mask"], self._unmasked(outputs), self.cont)
         pixel = (2.0 * (x.float() - recon.float())).pow(2).mean(1)
         parts = {"mask": t.mask, "cont": t.cont, "rec": t.rec}
         return Scores((t.mask + t.cont + t.rec) / 3.0, pixel, parts)

@@ -15,12 +15,12 @@ from reconad_oled.model import MaskModule, ReconstructorDecoder, ReconstructorEn
 from reconad_oled.scorer import OLEDScorer
 
 
-def _model(size: int = 16, channels: int = 1, masker: dict | None = None):
+def _model(size: int = 16, channels: int = 1, masker: dict | None = None, scorer: dict | str = "oled"):
     raw = {"data": {"name": "digits", "normal_class": 0, "image_size": size},
            "model": {"masker": masker or {"name": "oled"},
                      "encoder": {"name": "oled", "channels": [8, 16], "latent_dim": 8},
                      "decoder": {"name": "oled", "channels": [16, 8]},
-                     "scorers": ["oled"], "objective": "oled"}}
+                     "scorers": [scorer], "objective": "oled"}}
     registry = get_registry()
     return build_model(validate(raw, registry).model, registry, channels, size)
 
@@ -105,31 +105,47 @@ def test_losses_match_a_hand_computation():
     # x - R(x) = 2 * [0, -0.5, 0.5, 0] = [0, -1, 1, 0]
     assert t.rec.item() == pytest.approx(2 / 4)
     assert oled_terms(x, rm, mask).rec is None
+    # cont="l1" (the authors' code): the absolute differences of the masked region, summed, / N
+    assert oled_terms(x, rm, mask, r, cont="l1").cont.item() == pytest.approx((1 + 1.5) / 4)
+    assert oled_terms(x, rm, mask, r, cont="l1").mask.item() == pytest.approx(t.mask.item())
     with pytest.raises(ValueError, match="mask must be"):
         oled_terms(x, rm, mask[:, :, :1])
+    with pytest.raises(ValueError, match="cont must be"):
+        oled_terms(x, rm, mask, cont="l3")
 
 
-def test_objective_loss_is_eq_8():
+@pytest.mark.parametrize("cont", ["l2", "l1"])
+def test_objective_loss_is_eq_8(cont):
     from reconad_oled.objective import OLEDObjective
 
     x = torch.rand(2, 1, 4, 4)
     out = {"input": x, "recon": torch.rand_like(x), "recon_unmasked": torch.rand_like(x),
            "mask": (torch.rand(2, 1, 4, 4) > 0.3).float()}
-    t = oled_terms(x, out["recon"], out["mask"], out["recon_unmasked"])
-    losses = OLEDObjective(gamma=50, lam=1).loss(out, {"image": x})
-    expect = t.mask.mean() + 50 * t.cont.mean() + t.rec.mean()
+    t = oled_terms(x, out["recon"], out["mask"], out["recon_unmasked"], cont)
+    losses = OLEDObjective(gamma=12.5, lam=2, cont=cont).loss(out, {"image": x})
+    expect = t.mask.mean() + 12.5 * t.cont.mean() + 2 * t.rec.mean()
     torch.testing.assert_close(losses["loss"], expect)
 
 
-def test_scorer_parts_and_finalize_match_numpy():
+def test_cont_option_is_checked():
+    from reconad_oled.objective import OLEDObjective
+
+    with pytest.raises(ValueError, match="oled objective: cont"):
+        OLEDObjective(cont="L1")
+    with pytest.raises(ValueError, match="oled scorer: cont"):
+        OLEDScorer(cont="huber")
+
+
+@pytest.mark.parametrize("cont", ["l2", "l1"])
+def test_scorer_parts_and_finalize_match_numpy(cont):
     torch.manual_seed(0)
-    model, _ = _model(16)
+    model, _ = _model(16, scorer={"name": "oled", "cont": cont})
     model.eval()
     x = torch.rand(5, 1, 16, 16)
     with torch.no_grad():
         out = model(x)
         sc = model.score(out)["oled"]
-        t = oled_terms(x, out["recon"], out["mask"], reconstruct(model, x))
+        t = oled_terms(x, out["recon"], out["mask"], reconstruct(model, x), cont)
     torch.testing.assert_close(sc.parts["mask"], t.mask)
     torch.testing.assert_close(sc.parts["cont"], t.cont)
     torch.testing.assert_close(sc.parts["rec"], t.rec)
