@@ -45,6 +45,7 @@ def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 
     torch.set_num_threads(1)
     from reconad.config import load_config
     from reconad.engine import run
+    from reconad.metrics import auroc
 
     cfg = load_config(CONFIGS[model], [*overrides, f"data.normal_class={c}", "train.device=cpu",
                                        "train.progress=false"])
@@ -52,8 +53,6 @@ def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 
     out, trace = os.path.join(tmp, f"{model}{c}"), []
     if trace_every:
         from reconad.engine.evaluate import score_dataset
-        from reconad.metrics import auroc
-
         res = run(cfg, out, stop_after_steps=0, log=lambda s: None)   # builds everything, trains nothing
         n = len(res.train.splits.train)
         steps_per_epoch = n // min(cfg.train.batch_size, n)
@@ -82,14 +81,12 @@ def _job(model: str, c: int, overrides: list[str], tmp: str, trace_every: int = 
     if model == "oled":   # s_avg's AUROC of the normal test images against each anomalous digit alone
         import csv
 
-        from reconad.metrics import auroc as _auroc
-
         with open(os.path.join(out, "scores.csv"), newline="") as fh:
             scored = [(r["defect"], float(r["score"])) for r in csv.DictReader(fh)]
         normal = [v for d, v in scored if d == "good"]
         for d in sorted({d for d, _ in scored} - {"good"}):
             anomalous = [v for e, v in scored if e == d]
-            row[f"vs_{d}"] = _auroc(normal + anomalous, [0] * len(normal) + [1] * len(anomalous))
+            row[f"vs_{d}"] = auroc(normal + anomalous, [0] * len(normal) + [1] * len(anomalous))
         from reconad_oled.evaluate import segmentation_auroc
 
         seg = segmentation_auroc(res.train.model, res.train.splits.test)
@@ -221,7 +218,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(summary["verdict"])
     from reconad.config import load_config
 
-    epochs = args.epochs or load_config(CONFIGS[args.models[0]], list(args.overrides)).train.epochs
+    epochs = load_config(CONFIGS[args.models[0]], overrides).train.epochs
     epochs_note = (f"{epochs} epochs, test anomalies per class: "
                    f"{args.anomalies_per_class or 'all 500'}, classes {args.classes}")
     command = "python benchmarks/bm_oled.py " + " ".join(argv or [])

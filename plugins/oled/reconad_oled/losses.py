@@ -20,7 +20,16 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["OLEDTerms", "oled_terms"]
+__all__ = ["CONT_NORMS", "OLEDTerms", "check_cont", "oled_terms"]
+
+CONT_NORMS = ("l2", "l1")  # eq. 6's norm: Euclidean, or the authors' code's absolute error
+
+
+def check_cont(cont: str, who: str) -> str:
+    """``cont`` if it names one of ``CONT_NORMS``, else a ValueError that starts with ``who``."""
+    if cont not in CONT_NORMS:
+        raise ValueError(f"{who}: cont must be 'l2' or 'l1' (the norm of L_cont, eq. 6), got {cont!r}")
+    return cont
 
 
 class OLEDTerms(NamedTuple):
@@ -44,12 +53,10 @@ def oled_terms(x: torch.Tensor, recon_masked: torch.Tensor, mask: torch.Tensor,
     diff = 2.0 * (x - recon_masked.float())
     l_mask = diff.pow(2).flatten(1).sum(1) / n
     hidden = (1.0 - mask.float())
-    if cont == "l2":
+    if check_cont(cont, "oled losses") == "l2":
         l_cont = torch.linalg.vector_norm((hidden * diff).flatten(1), ord=2, dim=1) / n ** 0.5
-    elif cont == "l1":
-        l_cont = (hidden * diff).abs().flatten(1).sum(1) / n
     else:
-        raise ValueError(f"oled losses: cont must be 'l2' or 'l1', got {cont!r}")
+        l_cont = (hidden * diff).abs().flatten(1).sum(1) / n
     l_rec = None
     if recon is not None:
         l_rec = (2.0 * (x - recon.float())).pow(2).flatten(1).sum(1) / n

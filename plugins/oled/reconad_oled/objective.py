@@ -9,7 +9,7 @@ from torch import nn
 
 from reconad.components import Objective, StepContext
 
-from .losses import oled_terms
+from .losses import check_cont, oled_terms
 
 __all__ = ["OLEDObjective"]
 
@@ -40,9 +40,7 @@ class OLEDObjective(Objective):
             raise ValueError(f"oled objective: mask_steps must be >= 0, got {mask_steps}")
         self.gamma, self.lam, self.mask_steps, self.mask_lr = float(gamma), float(lam), int(mask_steps), mask_lr
         self._has_masker_opt = False
-        if cont not in ("l2", "l1"):
-            raise ValueError(f"oled objective: cont must be 'l2' or 'l1' (the norm of L_cont, eq. 6), got {cont!r}")
-        self.cont = cont
+        self.cont = check_cont(cont, "oled objective")
 
     def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Eq. 8 from one forward pass's outputs; ``lambda * L_rec`` only when they carry ``recon_unmasked``

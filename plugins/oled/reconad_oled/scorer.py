@@ -20,7 +20,7 @@ from torch import nn
 from reconad.components import Scores
 from reconad.metrics import normalize_scores
 
-from .losses import oled_terms
+from .losses import check_cont, oled_terms
 
 __all__ = ["OLEDScorer"]
 
@@ -38,9 +38,7 @@ class OLEDScorer(nn.Module):
 
     def __init__(self, cont: str = "l2") -> None:
         super().__init__()
-        if cont not in ("l2", "l1"):
-            raise ValueError(f"oled scorer: cont must be 'l2' or 'l1' (the norm of s_cont's L_cont), got {cont!r}")
-        self.cont = cont
+        self.cont = check_cont(cont, "oled scorer")
 
     def _unmasked(self, outputs: dict[str, Any]) -> torch.Tensor:
         if outputs.get("recon_unmasked") is None:
