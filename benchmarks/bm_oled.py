@@ -8,6 +8,7 @@ rewrites the results section of plugins/oled/README.md.
     python benchmarks/bm_oled.py                          # configs/oled/{oled,cae_random_mask}.yaml, ten classes
     python benchmarks/bm_oled.py --classes 2 8 --epochs 10 --jobs 2 --anomalies-per-class 100
     python benchmarks/bm_oled.py --models oled --classes 8 --epochs 100 --trace 5   # test AUROC every 5 epochs
+    python benchmarks/bm_oled.py --seeds 0 1 2 --jobs 2   # three seeds (each its own data split): per-class means
     python benchmarks/bm_oled.py --quick                  # two classes, 2 epochs: a smoke run (not recorded)
 """
 from __future__ import annotations
@@ -100,6 +101,19 @@ def _mean(rows: list[dict], key: str) -> float | None:
     return statistics.mean(vals) if vals else None
 
 
+def _over_seeds(runs: list[dict]) -> dict:
+    """One (model, class)'s row from its runs with different seeds: the mean of every figure, the epochs kept
+    joined ("1/12/30"), and each run's s_avg under ``per_seed``."""
+    row = {k: v for k, v in runs[0].items() if not isinstance(v, float)}
+    for k in runs[0]:
+        if isinstance(runs[0][k], float):
+            row[k] = _mean(runs, k)
+    if len(runs) > 1:
+        row["epoch_kept"] = "/".join(str(r.get("epoch_kept")) for r in runs)
+    row["per_seed"] = {r["seed"]: {k: r[k] for k in SCORES} for r in runs}
+    return row
+
+
 def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -118,6 +132,16 @@ def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, ep
             kept = r.get("epoch_kept")
             lines.append(f"| {model} | {r['normal_class']} | " + " | ".join(_fmt(r.get(k)) for k in SCORES)
                          + f" | {'' if kept is None else kept} | {seg} |")
+    seeds = summary.get("seeds", [0])
+    if len(seeds) > 1:
+        lines += ["", f"Each row is the mean over seeds {' '.join(map(str, seeds))} (each seed draws its own split "
+                  "of the data and its own initialisation); the epochs kept are listed per seed. The mean over the "
+                  "classes for each seed:", "",
+                  "| model | seed | " + " | ".join(SCORES) + " |", "|---" * (len(SCORES) + 2) + "|"]
+        for model in rows:
+            for sd in seeds:
+                per_seed = summary[model]["per_seed"][sd]
+                lines.append(f"| {model} | {sd} | " + " | ".join(_fmt(per_seed[k]) for k in SCORES) + " |")
     verdict = summary.get("verdict")
     if verdict:
         lines += ["", verdict]
@@ -158,6 +182,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the configs')")
     ap.add_argument("--anomalies-per-class", type=int, default=None,
                     help="test anomalies per other class (default: all 500)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="run every (model, class) with each seed (its own data split and initialisation) and report "
+                         "the mean over seeds")
     ap.add_argument("--jobs", type=int, default=1, help="(model, class) runs in parallel, one thread each")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--quick", action="store_true", help="smoke run: classes 0 and 1, 2 epochs, 20 anomalies per class, nothing recorded")
@@ -168,6 +195,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--cache", default=None, help="JSON file of finished (model, class) rows: rows with the same "
                     "settings are read from it instead of retrained, new rows are added as they finish")
     args = ap.parse_args(argv or [])
+    if args.trace and len(args.seeds) > 1:
+        ap.error("--trace traces one run per (model, class): give one seed")
     if args.quick:
         args.classes = [0, 1] if args.classes == list(range(10)) else args.classes
         args.epochs, args.anomalies_per_class = args.epochs or 2, args.anomalies_per_class or 20
@@ -177,29 +206,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.anomalies_per_class is not None:
         overrides.append(f"data.anomalies_per_class={args.anomalies_per_class}")
 
-    jobs = [(m, c) for c in args.classes for m in args.models]
-    key = lambda m, c: f"{m}|{c}|{' '.join(overrides)}" + (f"|trace {args.trace}" if args.trace else "")  # noqa: E731
+    jobs = [(m, c, sd) for m in args.models for sd in args.seeds for c in args.classes]
+    key = lambda m, c, sd: (f"{m}|{c}|seed {sd}|{' '.join(overrides)}"  # noqa: E731
+                            + (f"|trace {args.trace}" if args.trace else ""))
     cache = json.load(open(args.cache)) if args.cache and os.path.exists(args.cache) else {}
-    results: dict[tuple[str, int], dict] = {(m, c): cache[key(m, c)] for m, c in jobs if key(m, c) in cache}
+    results: dict[tuple[str, int, int], dict] = {j: cache[key(*j)] for j in jobs if key(*j) in cache}
     with tempfile.TemporaryDirectory() as tmp:
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            futures = {pool.submit(_job, m, c, overrides, tmp, args.trace): (m, c)
-                       for m, c in jobs if (m, c) not in results}
+            futures = {pool.submit(_job, m, c, [*overrides, f"seed={sd}"], os.path.join(tmp, f"seed{sd}"),
+                                   args.trace): (m, c, sd)
+                       for m, c, sd in jobs if (m, c, sd) not in results}
             for fut in as_completed(futures):
-                r = fut.result()
+                r = {**fut.result(), "seed": futures[fut][2]}
                 results[futures[fut]] = r
                 if args.cache:
                     cache[key(*futures[fut])] = r
                     write_json(args.cache, cache)
-                print(f"{r['model']} class {r['normal_class']}: " + " ".join(
+                print(f"{r['model']} class {r['normal_class']} seed {r['seed']}: " + " ".join(
                     f"{k} {_fmt(r[k])}" for k in SCORES) + (f" seg {_fmt(r.get('seg_inlier'))}/"
                                                              f"{_fmt(r.get('seg_outlier'))}" if 'seg_inlier' in r
                                                              else "") + f" ({r['seconds']:.0f} s)", flush=True)
-    rows = {m: [results[(m, c)] for c in args.classes] for m in args.models}
-    summary: dict = {}
+    rows = {m: [_over_seeds([results[(m, c, sd)] for sd in args.seeds]) for c in args.classes] for m in args.models}
+    summary: dict = {"seeds": args.seeds}
     for m, rs in rows.items():
         summary[m] = {"model": m, "normal_class": "mean",
-                      **{k: _mean(rs, k) for k in [*SCORES, "seg_inlier", "seg_outlier", "seconds"]}}
+                      **{k: _mean(rs, k) for k in [*SCORES, "seg_inlier", "seg_outlier", "seconds"]},
+                      "per_seed": {sd: {k: _mean([results[(m, c, sd)] for c in args.classes], k) for k in SCORES}
+                                   for sd in args.seeds}}
     all_rows = [r for m in args.models for r in rows[m] + [summary[m]]]
     print_table(f"OLED on digits: image AUROC per score {' '.join(overrides)}", all_rows,
                 ["model", "normal_class", *SCORES, "epoch_kept", "seg_inlier", "seg_outlier", "seconds"])
@@ -212,6 +245,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if "cae" in summary:
             parts.append(f"random-mask CAE best score: {best['cae'][1]} {best['cae'][0]:.4f} "
                          f"({'below' if best['cae'][0] < oled_best[0] else 'NOT below'} OLED's)")
+        if len(args.seeds) > 1:
+            parts.append(f"means over seeds {' '.join(map(str, args.seeds))}; OLED's {oled_best[1]} per seed: "
+                         + " ".join(_fmt(summary['oled']['per_seed'][sd][oled_best[1]]) for sd in args.seeds))
         if len(args.classes) < 10:
             parts.append(f"classes {args.classes} only")
         summary["verdict"] = "; ".join(parts) + "."
@@ -220,7 +256,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     epochs = load_config(CONFIGS[args.models[0]], overrides).train.epochs
     epochs_note = (f"{epochs} epochs, test anomalies per class: "
-                   f"{args.anomalies_per_class or 'all 500'}, classes {args.classes}")
+                   f"{args.anomalies_per_class or 'all 500'}, classes {args.classes}, seeds {args.seeds}")
     command = "python benchmarks/bm_oled.py " + " ".join(argv or [])
     figures = "; ".join(f"{m} mean " + " ".join(f"{k} {_fmt(summary[m][k])}" for k in SCORES)
                         for m in args.models)
