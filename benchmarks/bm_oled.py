@@ -2,7 +2,8 @@
 
 Reports the image AUROC of each score (s_avg, s_mask, s_cont, s_rec) per class and their means, and the Mask
 Module's segmentation pixel AUROC (§4.5, activation map vs the digits' non-zero pixels, inliers / outliers)
-and the epoch the configs' validation selection kept (§4.1); appends a row to benchmarks/RESULTS.md and
+and the epoch the configs' validation selection kept (§4.1), for one seed or as the mean over several (each
+seed draws its own split of the data); appends a row to benchmarks/RESULTS.md and
 rewrites the results section of plugins/oled/README.md.
 
     python benchmarks/bm_oled.py                          # configs/oled/{oled,cae_random_mask}.yaml, ten classes
@@ -103,7 +104,7 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 def _over_seeds(runs: list[dict]) -> dict:
     """One (model, class)'s row from its runs with different seeds: the mean of every figure, the epochs kept
-    joined ("1/12/30"), and each run's s_avg under ``per_seed``."""
+    joined ("1/12/30"), and each run's four scores under ``per_seed``."""
     row = {k: v for k, v in runs[0].items() if not isinstance(v, float)}
     for k in runs[0]:
         if isinstance(runs[0][k], float):
