@@ -103,15 +103,11 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 
 def _over_seeds(runs: list[dict]) -> dict:
-    """One (model, class)'s row from its runs with different seeds: the mean of every figure, the epochs kept
-    joined ("1/12/30"), and each run's four scores under ``per_seed``."""
-    row = {k: v for k, v in runs[0].items() if not isinstance(v, float)}
-    for k in runs[0]:
-        if isinstance(runs[0][k], float):
-            row[k] = _mean(runs, k)
+    """One (model, class)'s row from its runs with different seeds: the mean of every figure and the epochs kept
+    joined ("1/12/30")."""
+    row = {k: _mean(runs, k) if isinstance(v, float) else v for k, v in runs[0].items()}
     if len(runs) > 1:
         row["epoch_kept"] = "/".join(str(r.get("epoch_kept")) for r in runs)
-    row["per_seed"] = {r["seed"]: {k: r[k] for k in SCORES} for r in runs}
     return row
 
 
@@ -133,7 +129,7 @@ def _readme_section(command: str, rows: dict[str, list[dict]], summary: dict, ep
             kept = r.get("epoch_kept")
             lines.append(f"| {model} | {r['normal_class']} | " + " | ".join(_fmt(r.get(k)) for k in SCORES)
                          + f" | {'' if kept is None else kept} | {seg} |")
-    seeds = summary.get("seeds", [0])
+    seeds = summary["seeds"]
     if len(seeds) > 1:
         lines += ["", f"Each row is the mean over seeds {' '.join(map(str, seeds))} (each seed draws its own split "
                   "of the data and its own initialisation); the epochs kept are listed per seed. The mean over the "
