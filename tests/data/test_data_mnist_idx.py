@@ -1,0 +1,140 @@
+"""``digits`` with ``data.root``: MNIST read from its standard idx files (here small ones written by the test)."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reconad.data import DataError, DataSettings, digits
+from reconad.data.digits import load_mnist_idx
+
+
+def _write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> Path:
+    """The idx format as LeCun's page describes it: 00 00 08 ndim, the sizes as big-endian uint32, the bytes."""
+    raw = (bytes((0, 0, 0x08, array.ndim)) + struct.pack(f">{array.ndim}I", *array.shape)
+           + array.astype(np.uint8).tobytes())
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(raw))
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+def _fake_mnist(rng: np.random.Generator, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    y = rng.permutation(np.repeat(np.arange(10), per_class)).astype(np.uint8)
+    x = rng.integers(0, 256, (len(y), 28, 28), dtype=np.uint8)
+    return x, y
+
+
+@pytest.fixture()
+def mnist_root(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A train pair (gzipped) and a t10k pair (plain), 40 and 10 images per class."""
+    rng = np.random.default_rng(0)
+    xa, ya = _fake_mnist(rng, 40)
+    xb, yb = _fake_mnist(rng, 10)
+    _write_idx(tmp_path / "train-images-idx3-ubyte", xa, gz=True)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", ya, gz=True)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", xb)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", yb)
+    load_mnist_idx.cache_clear()
+    return tmp_path, np.concatenate([xa, xb]), np.concatenate([ya, yb])
+
+
+def test_reads_and_pools_both_pairs(mnist_root):
+    root, x, y = mnist_root
+    images, labels = load_mnist_idx(str(root))
+    assert images.shape == (500, 28, 28) and images.dtype == np.float32 and labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, y)
+    np.testing.assert_allclose(images, x / 255.0, atol=1e-7)        # train images first, then t10k
+    assert not images.flags.writeable
+
+
+def test_torchvision_layout(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    x, y = _fake_mnist(np.random.default_rng(1), 5)
+    _write_idx(raw / "t10k-images-idx3-ubyte", x)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", y)
+    load_mnist_idx.cache_clear()
+    images, labels = load_mnist_idx(str(tmp_path))
+    np.testing.assert_array_equal(labels, y)
+    np.testing.assert_allclose(images, x / 255.0, atol=1e-7)
+
+
+def test_digits_splits_the_idx_images(mnist_root):
+    root, x, y = mnist_root
+    c = 4
+    s = digits(DataSettings(name="digits", root=str(root), normal_class=c, image_size=28, seed=2),
+               validation_normals=5, validation_anomalies_per_class=3)
+    # 50 images of digit 4: 10 test normals, 4 held out of the other 40, 5 of the rest to validation, 31 train
+    assert (len(s.train), len(s.holdout), len(s.validation)) == (31, 4, 5 + 27)
+    assert len(s.test) == 10 + 9 * (50 - 3)
+    seen = []
+    for ds in (s.train, s.holdout, s.validation, s.test):
+        for i in range(len(ds)):
+            item = ds[i]
+            k = int(item["path"].rsplit("/", 1)[1])
+            seen.append(k)
+            assert item["label"] == int(y[k] != c)
+            assert item["defect"] == ("good" if y[k] == c else f"digit_{y[k]}")
+            assert torch.allclose(item["image"][0], torch.from_numpy(x[k] / 255.0).float(), atol=1e-6)
+    assert sorted(seen) == list(range(len(y)))       # every image once: nothing shared between splits
+
+
+def test_bad_magic_names_the_file(tmp_path):
+    x, y = _fake_mnist(np.random.default_rng(2), 3)
+    _write_idx(tmp_path / "train-images-idx3-ubyte", x)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x0d\x01" + struct.pack(">I", len(y)) + y.tobytes())
+    load_mnist_idx.cache_clear()
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: not an idx file .*00 00 08 01.*00 00 0d 01"):
+        load_mnist_idx(str(tmp_path))
+
+
+def test_truncated_file_names_shape_and_sizes(tmp_path):
+    x, y = _fake_mnist(np.random.default_rng(3), 3)
+    path = _write_idx(tmp_path / "train-images-idx3-ubyte", x)
+    path.write_bytes(path.read_bytes()[:-100])
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", y)
+    load_mnist_idx.cache_clear()
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: the header gives shape \(30, 28, 28\) "
+                                        r"\(23520 bytes of data\), the file holds 23420"):
+        load_mnist_idx(str(tmp_path))
+
+
+def test_count_mismatch_missing_partner_and_bad_labels(tmp_path):
+    x, y = _fake_mnist(np.random.default_rng(4), 3)
+    _write_idx(tmp_path / "train-images-idx3-ubyte", x)
+    load_mnist_idx.cache_clear()
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: found without its partner .*train-labels"):
+        load_mnist_idx(str(tmp_path))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", y[:-1])
+    with pytest.raises(DataError, match=r"holds 30 images but .*train-labels-idx1-ubyte 29 labels"):
+        load_mnist_idx(str(tmp_path))
+    bad = y.copy()
+    bad[0] = 11
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", bad)
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: labels must be digits 0..9, found 11"):
+        load_mnist_idx(str(tmp_path))
+
+
+def test_missing_files_or_folder_say_what_is_expected(tmp_path):
+    load_mnist_idx.cache_clear()
+    with pytest.raises(DataError, match=r"holds no MNIST idx files \(expected train-images-idx3-ubyte\[\.gz\]"):
+        load_mnist_idx(str(tmp_path))
+    with pytest.raises(DataError, match=r"data.root: .*nowhere is not a folder"):
+        digits(DataSettings(name="digits", root=str(tmp_path / "nowhere"), normal_class=0, image_size=28))
+
+
+def test_a_digit_the_files_lack(tmp_path):
+    x, y = _fake_mnist(np.random.default_rng(5), 3)
+    y[y == 7] = 1
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", x)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", y)
+    load_mnist_idx.cache_clear()
+    with pytest.raises(DataError, match=r"data.normal_class: the MNIST files in .* hold 0 image\(s\) of digit 7"):
+        digits(DataSettings(name="digits", root=str(tmp_path), normal_class=7, image_size=28))
