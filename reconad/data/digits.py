@@ -185,6 +185,7 @@ def digits(settings: DataSettings, anomalies_per_class: int | None = None, valid
     images = to_channels(resize_images(torch.tensor(x).unsqueeze(1), settings.image_size), channels)
 
     width = max(4, len(str(len(y) - 1)))    # ids sort in index order
+
     def split(name: str, index: np.ndarray) -> TensorImageDataset:
         labels = (y[index] != c).astype(np.int64)
         return TensorImageDataset(

@@ -138,3 +138,12 @@ def test_a_digit_the_files_lack(tmp_path):
     load_mnist_idx.cache_clear()
     with pytest.raises(DataError, match=r"data.normal_class: the MNIST files in .* hold 0 image\(s\) of digit 7"):
         digits(DataSettings(name="digits", root=str(tmp_path), normal_class=7, image_size=28))
+
+
+def test_a_gz_name_that_is_not_gzip(tmp_path):
+    x, y = _fake_mnist(np.random.default_rng(6), 3)
+    _write_idx(tmp_path / "train-images-idx3-ubyte", x)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", len(y)) + y.tobytes())
+    load_mnist_idx.cache_clear()
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz: cannot read it"):
+        load_mnist_idx(str(tmp_path))
