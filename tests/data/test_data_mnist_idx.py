@@ -86,12 +86,17 @@ def test_digits_splits_the_idx_images(mnist_root):
     assert sorted(seen) == list(range(len(y)))       # every image once: nothing shared between splits
 
 
-def test_bad_magic_names_the_file(tmp_path):
+@pytest.mark.parametrize("name, magic, match", [
+    ("train-labels-idx1-ubyte", b"\x00\x00\x0d\x01",
+     r"train-labels-idx1-ubyte: not an idx file .*00 00 08 01.*00 00 0d 01"),      # int32 labels: not ubyte
+    ("train-labels-idx1-ubyte.gz", b"\x00\x00\x08\x01", r"train-labels-idx1-ubyte\.gz: cannot read it"),  # not gzip
+])
+def test_unreadable_labels_file_is_named(tmp_path, name, magic, match):
     x, y = _fake_mnist(np.random.default_rng(2), 3)
     _write_idx(tmp_path / "train-images-idx3-ubyte", x)
-    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x0d\x01" + struct.pack(">I", len(y)) + y.tobytes())
+    (tmp_path / name).write_bytes(magic + struct.pack(">I", len(y)) + y.tobytes())
     load_mnist_idx.cache_clear()
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: not an idx file .*00 00 08 01.*00 00 0d 01"):
+    with pytest.raises(DataError, match=match):
         load_mnist_idx(str(tmp_path))
 
 
@@ -139,11 +144,3 @@ def test_a_digit_the_files_lack(tmp_path):
     with pytest.raises(DataError, match=r"data.normal_class: the MNIST files in .* hold 0 image\(s\) of digit 7"):
         digits(DataSettings(name="digits", root=str(tmp_path), normal_class=7, image_size=28))
 
-
-def test_a_gz_name_that_is_not_gzip(tmp_path):
-    x, y = _fake_mnist(np.random.default_rng(6), 3)
-    _write_idx(tmp_path / "train-images-idx3-ubyte", x)
-    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", len(y)) + y.tobytes())
-    load_mnist_idx.cache_clear()
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz: cannot read it"):
-        load_mnist_idx(str(tmp_path))
