@@ -143,4 +143,3 @@ def test_a_digit_the_files_lack(tmp_path):
     load_mnist_idx.cache_clear()
     with pytest.raises(DataError, match=r"data.normal_class: the MNIST files in .* hold 0 image\(s\) of digit 7"):
         digits(DataSettings(name="digits", root=str(tmp_path), normal_class=7, image_size=28))
-
