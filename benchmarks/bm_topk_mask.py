@@ -50,12 +50,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--keep", type=float, default=0.875)
+    p.add_argument("--shape", action="append", help="B,H,W (repeatable); default: the device's shapes")
     p.add_argument("--no-record", action="store_true", help="do not append a row to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     dev = torch.device(args.device)
     if dev.type == "cpu":
         torch.set_num_threads(args.threads)
-    shapes = CUDA_SHAPES if dev.type == "cuda" else CPU_SHAPES
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else \
+        (CUDA_SHAPES if dev.type == "cuda" else CPU_SHAPES)
     eps = TOPK_MASK_EPS
     which = backend("topk_mask", dev.type)
     rows: list[dict] = []

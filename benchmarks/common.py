@@ -15,7 +15,11 @@ from typing import Callable, Iterable
 
 import torch
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(_HERE, "RESULTS.md")
+# benchmarks/gpu_check.py runs the benchmarks in a copy of the tree on another machine: it points the rows at its
+# output folder (RECONAD_BENCH_RESULTS) and names the commit the copy was made from (RECONAD_COMMIT: no .git there)
+RESULTS = os.environ.get("RECONAD_BENCH_RESULTS") or RESULTS
 
 
 def device_name(device: str | torch.device) -> str:
@@ -26,11 +30,13 @@ def device_name(device: str | torch.device) -> str:
 
 
 def commit() -> str:
+    if os.environ.get("RECONAD_COMMIT"):
+        return os.environ["RECONAD_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(RESULTS), timeout=10)
+                             cwd=_HERE, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=os.path.dirname(RESULTS), timeout=10).stdout.strip()
+                               text=True, cwd=_HERE, timeout=10).stdout.strip()
         return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -43,21 +49,34 @@ def _sync(device: torch.device) -> None:
 
 def time_fn(fn: Callable[[], object], device: str | torch.device = "cpu", *, warmup: int = 3,
             repeat: int = 20, min_time: float = 0.2) -> float:
-    """Median wall time of ``fn()`` in seconds (CUDA events on a GPU, perf_counter on the CPU)."""
+    """Median wall time of ``fn()`` in seconds (CUDA events on a GPU, perf_counter on the CPU).
+
+    On a GPU each sample times a batch of back-to-back calls between two events (enough calls to fill about a
+    millisecond) and divides: a kernel of a few microseconds is then timed as the GPU runs it in a stream, not
+    one launch at a time with the event and launch gaps around it."""
     device = torch.device(device)
     for _ in range(warmup):
         fn()
     _sync(device)
+    inner = 1
+    if device.type == "cuda":
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        inner = max(1, min(200, int(1e-3 / max(a.elapsed_time(b) / 1e3, 1e-7))))
     times: list[float] = []
     start_all = time.perf_counter()
     while len(times) < repeat or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeat):
         if device.type == "cuda":
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
-            fn()
+            for _ in range(inner):
+                fn()
             b.record()
             b.synchronize()
-            times.append(a.elapsed_time(b) / 1e3)
+            times.append(a.elapsed_time(b) / 1e3 / inner)
         else:
             t0 = time.perf_counter()
             fn()
