@@ -49,38 +49,56 @@ def _sync(device: torch.device) -> None:
 
 def time_fn(fn: Callable[[], object], device: str | torch.device = "cpu", *, warmup: int = 3,
             repeat: int = 20, min_time: float = 0.2) -> float:
-    """Median wall time of ``fn()`` in seconds (CUDA events on a GPU, perf_counter on the CPU).
+    """Median time of ``fn()`` in seconds: GPU time on a GPU, wall time (perf_counter) on the CPU.
 
-    On a GPU each sample times a batch of back-to-back calls between two events (enough calls to fill about a
-    millisecond) and divides: a kernel of a few microseconds is then timed as the GPU runs it in a stream, not
-    one launch at a time with the event and launch gaps around it."""
+    On a GPU each sample replays a CUDA graph of back-to-back calls (enough to fill about a millisecond) between
+    two events and divides, so a kernel of a few microseconds is timed as the GPU runs it, without the Python and
+    launch overhead around each call; where ``fn`` cannot be captured in a graph (it synchronises, say), the
+    calls are issued back to back instead."""
     device = torch.device(device)
     for _ in range(warmup):
         fn()
     _sync(device)
-    inner = 1
-    if device.type == "cuda":
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        inner = max(1, min(200, int(1e-3 / max(a.elapsed_time(b) / 1e3, 1e-7))))
-    times: list[float] = []
-    start_all = time.perf_counter()
-    while len(times) < repeat or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeat):
-        if device.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            for _ in range(inner):
-                fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) / 1e3 / inner)
-        else:
+    if device.type != "cuda":
+        times: list[float] = []
+        start_all = time.perf_counter()
+        while len(times) < repeat or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeat):
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    def timed(run: Callable[[], object]) -> float:
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        run()
+        b.record()
+        b.synchronize()
+        return a.elapsed_time(b) / 1e3
+
+    inner = max(1, min(200, int(1e-3 / max(timed(fn), 1e-7))))
+
+    def loop() -> None:
+        for _ in range(inner):
+            fn()
+
+    run = loop
+    try:
+        graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            fn()  # warm-up on the side stream, as graph capture asks
+        torch.cuda.current_stream(device).wait_stream(stream)
+        with torch.cuda.graph(graph):
+            loop()
+        run = graph.replay
+    except Exception:  # noqa: BLE001 - not capturable: time the calls as they are issued
+        torch.cuda.synchronize(device)
+    times = []
+    start_all = time.perf_counter()
+    while len(times) < repeat or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeat):
+        times.append(timed(run) / inner)
     return statistics.median(times)
 
 

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -36,6 +38,7 @@ from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)  # reconad.io's atomic writes work from the tree before step 1 has installed anything
 
 # Goals of the op issues (#3 memory_address, #4 topk_mask, #5 metrics), on an H100-class GPU.
 MEMORY_GOALS = {  # (N,K,C, dtype) -> (fwd ms, fwd+bwd ms)
@@ -51,8 +54,8 @@ AUPRO_BINNED_GOAL_GPIX = 50.0
 class Check:
     """The record: one entry per step, rewritten to ``gpu_check.json`` after every step."""
 
-    def __init__(self, out: str, budget: float, env: dict[str, str]) -> None:
-        self.out, self.budget, self.env = out, budget, env
+    def __init__(self, out: str, budget: float, env: dict[str, str], archive: str | None = None) -> None:
+        self.out, self.budget, self.env, self.archive = out, budget, env, archive
         self.start = time.monotonic()
         self.steps: dict[str, dict[str, Any]] = {}
         self.meta: dict[str, Any] = {}
@@ -64,6 +67,13 @@ class Check:
         from reconad.io import write_json
 
         write_json(os.path.join(self.out, "gpu_check.json"), _plain({"meta": self.meta, "steps": self.steps}))
+        if self.archive:  # the whole folder as one file, after every step: a cut run still brings back what it did
+            from reconad.io import atomic_path
+
+            own = os.path.basename(self.archive)
+            skip_own = lambda info: None if os.path.basename(info.name).lstrip(".").startswith(own) else info  # noqa: E731
+            with atomic_path(self.archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
+                tar.add(self.out, arcname="gpu_check", filter=skip_own)
 
     def step(self, name: str, fn: Callable[[], dict[str, Any]], needs: float = 0.0) -> dict[str, Any]:
         """Run ``fn`` unless less than ``needs`` seconds are left; record its result, status and time."""
@@ -209,10 +219,11 @@ def cuda_test_files() -> list[str]:
     return found
 
 
-def step_pytest(ck: Check, paths: list[str], timeout: float) -> dict[str, Any]:
+def step_pytest(ck: Check, paths: list[str], timeout: float, workers: int = 0) -> dict[str, Any]:
     xml = os.path.join(ck.out, "pytest.xml")
+    parallel = ["-n", str(workers)] if workers and importlib.util.find_spec("xdist") else []
     r = ck.sh("pytest", [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rfEs", "-p", "no:cacheprovider",
-                         "-o", "addopts=", f"--junitxml={xml}", *paths], timeout=timeout)
+                         "-o", "addopts=", "--durations=10", f"--junitxml={xml}", *parallel, *paths], timeout=timeout)
     if not os.path.exists(xml):
         return {"status": "fail", "returncode": r.returncode, "why": "no junit report: " + _tail(r.stdout, 8)}
     rec: dict[str, Any] = {"returncode": r.returncode, "files": paths, **_junit_counts(xml)}
@@ -345,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-timeout", type=float, default=240.0)
     p.add_argument("--wheels", default=os.path.join(ROOT, ".whl"), help="install these wheels first (default .whl/)")
     p.add_argument("--commit", default=os.environ.get("RECONAD_COMMIT", ""), help="commit the tree was copied from")
+    p.add_argument("--archive", default=None,
+                   help="also keep the whole output folder as this .tar.gz, rewritten after every step (for a "
+                        "machine that returns few files: --out /tmp/gc --archive $OUT/gpu_check.tar.gz)")
     p.add_argument("--probe-run", metavar="JSON", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
@@ -366,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         env["RECONAD_COMMIT"] = args.commit
     if dry:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the plumbing must not need a GPU even where one is
-    ck = Check(out, args.budget, env)
+    ck = Check(out, args.budget, env, os.path.abspath(args.archive) if args.archive else None)
     ck.meta = {"dry_run": dry, "commit": args.commit or None, "torch": torch.__version__,
                "gpu": None if dry else torch.cuda.get_device_name(0), "python": sys.version.split()[0],
                "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
@@ -377,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             print("gpu_check: the build failed; the steps below run on what is installed", flush=True)
     ck.step("info", lambda: step_info(ck, require_cuda=not dry))
     test_paths = ["tests/ops/test_topk_mask.py"] if dry else cuda_test_files()
-    ck.step("pytest", lambda: step_pytest(ck, test_paths, timeout=120 if dry else 200), needs=20)
+    ck.step("pytest", lambda: step_pytest(ck, test_paths, timeout=120 if dry else 240, workers=0 if dry else 4),
+            needs=20)
 
     if not args.quick:
         if dry:

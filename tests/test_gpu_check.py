@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -32,7 +33,9 @@ def test_dry_run_runs_every_step_and_writes_its_record(tmp_path):
     results = os.path.join(ROOT, "benchmarks", "RESULTS.md")
     before = _digest(results)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, SCRIPT, "--dry-run", "--out", str(out), "--commit", "abc1234"],
+    archive = out / "all.tar.gz"   # inside the folder it packs: it must not pack itself
+    proc = subprocess.run([sys.executable, SCRIPT, "--dry-run", "--out", str(out), "--commit", "abc1234",
+                           "--archive", str(archive)],
                           capture_output=True, text=True, timeout=900, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((out / "gpu_check.json").read_text())
@@ -59,6 +62,10 @@ def test_dry_run_runs_every_step_and_writes_its_record(tmp_path):
     summary = (out / "summary.txt").read_text()
     assert "pytest -m cuda:" in summary and "memory_address (#3)" in summary and "reconad run" in summary
     assert proc.stdout.rstrip().endswith(summary.rstrip().splitlines()[-1])
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"gpu_check/gpu_check.json", "gpu_check/summary.txt", "gpu_check/pytest.xml", "gpu_check/run/report.html"} <= names
+    assert not [n for n in names if "all.tar.gz" in n]
 
 
 def test_budget_skips_steps_and_says_why(tmp_path):
