@@ -5,7 +5,7 @@
 A plugin is a module or object with ``@hookimpl`` functions (``from reconad import hookimpl``), found through
 the entry-point group ``reconad`` of an installed distribution. Hooks are called through pluggy with keyword
 arguments only: an implementation declares just the arguments it uses, so a hook can gain arguments later
-without breaking plugins. A function named ``reconad_...`` that is not one of the hooks below (a misspelling
+without breaking plugins. A ``@hookimpl`` function whose name is not one of the hooks below (a misspelling
 such as ``reconad_register_encoder``) is refused with an error naming the plugin, the function and the
 closest hook; an installed plugin with one is skipped with that message as a warning.
 

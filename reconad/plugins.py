@@ -40,7 +40,7 @@ def make_plugin_manager(plugins: Iterable[object] = (), *, builtins: bool = True
     if entry_points:
         _load_entry_points(pm)
     for plugin in plugins:  # named by module or class, so messages can say which (pluggy's default is an id)
-        name = getattr(plugin, "__name__", None) or type(plugin).__qualname__
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
         pm.register(plugin, name=None if pm.has_plugin(name) else name)
     try:
         pm.check_pending()

@@ -89,7 +89,7 @@ def test_builtins_are_a_plugin_and_a_fresh_manager_takes_objects():
     assert reg.get("encoder", "conv").plugin == "reconad.builtin"
     spec = reg.get("encoder", "tiny")
     assert spec.description == "A tiny encoder for tests."
-    assert spec.plugin != "reconad.builtin"
+    assert spec.plugin == "TinyPlugin"  # explicit plugins are named by their class (or module)
     only = build_registry(make_plugin_manager([TinyPlugin()], builtins=False, entry_points=False))
     assert only.names("encoder") == ["tiny"] and only.names("decoder") == []
 
@@ -167,7 +167,7 @@ def test_a_misspelled_hook_is_an_error_naming_the_plugin():
         def reconad_register_encoder(self, register):
             register("tiny", Tiny)
 
-    with pytest.raises(PluginError, match=r"plugin '.+' implements the unknown hook 'reconad_register_encoder'; "
+    with pytest.raises(PluginError, match=r"plugin 'Misspelled' implements the unknown hook 'reconad_register_encoder'; "
                                           r"did you mean 'reconad_register_encoders'\?"):
         make_plugin_manager([Misspelled()], entry_points=False)
 
@@ -305,3 +305,23 @@ def test_a_plugin_that_fails_to_import_is_skipped_with_a_warning(tmp_path, monke
         pm = make_plugin_manager()
     reg = build_registry(pm)
     assert ("encoder", "conv") in {(s.kind, s.name) for s in reg}
+
+
+def test_contract_model_is_given_at_registration_and_checked():
+    class WithNeighbours:
+        @hookimpl
+        def reconad_register_encoders(self, register):
+            register("tiny", Tiny, contract_model={"memory": None})
+
+    reg = build_registry(make_plugin_manager([WithNeighbours()], builtins=False, entry_points=False))
+    assert reg.get("encoder", "tiny").contract_model == {"memory": None}
+    assert build_registry(make_plugin_manager(entry_points=False)).get("encoder", "conv").contract_model is None
+
+    class Wrong:
+        @hookimpl
+        def reconad_register_encoders(self, register):
+            register("tiny", Tiny, contract_model="oled")
+
+    with pytest.raises(RegistryError, match=r"plugin 'Wrong' registered encoder 'tiny' with contract_model='oled'; "
+                                            r"expected a partial model: mapping"):
+        build_registry(make_plugin_manager([Wrong()], builtins=False, entry_points=False))
