@@ -83,15 +83,20 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     from .registry import KINDS
 
     reg = get_registry()
+    overrides: dict[tuple[str, str], list[str]] = {}  # the plugins whose component of that name is replaced
+    for loser, winner in reg.overridden:
+        overrides.setdefault((winner.kind, winner.name), []).append(loser.plugin)
     if args.json:
-        print(json.dumps([{"kind": s.kind, "name": s.name, "plugin": s.plugin, "description": s.description}
-                          for s in reg], indent=2))
+        print(json.dumps([{"kind": s.kind, "name": s.name, "plugin": s.plugin, "description": s.description,
+                           "overrides": overrides.get((s.kind, s.name), [])} for s in reg], indent=2))
         return 0
     for kind in KINDS:
         print(f"{'memories' if kind == 'memory' else kind + 's'}:")
         for name in reg.names(kind):
             s = reg.get(kind, name)
-            print(f"  {name:22s} {s.plugin:28s} {s.description}")
+            replaced = overrides.get((kind, name))
+            print(f"  {name:22s} {s.plugin:28s} {s.description}"
+                  + (f" (overrides {', '.join(replaced)})" if replaced else ""))
     return 0
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MemoryRead", "Objective", "Scores", "StepContext", "Features"]
+__all__ = ["Features", "MemoryRead", "Objective", "Scorer", "Scores", "StepContext"]
 
 Features = Any  # a tensor, or a list of tensors for multi-scale features
 
@@ -24,15 +25,36 @@ class Scores(NamedTuple):
     """What a scorer's ``forward(outputs)`` returns.
 
     ``parts`` are extra named image scores, each ``(B,)`` (e.g. OLED's s_mask, s_cont, s_rec); the engine
-    records part ``p`` of scorer ``s`` as a score of its own named ``f"{s}_{p}"``. A scorer may also define
-    ``finalize(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]``, called once per scored set with its
-    scores over the whole set (key ``"image"`` and one key per part) for set-level steps such as min-max
-    normalisation, and a ``fixed_threshold`` attribute (float) that replaces the held-out quantile threshold.
+    records part ``p`` of scorer ``s`` as a score of its own named ``f"{s}_{p}"``.
     """
 
     image: torch.Tensor                    # (B,), higher = more anomalous
     pixel: torch.Tensor | None = None      # (B, H, W) anomaly map, or None
     parts: dict[str, torch.Tensor] | None = None  # name -> (B,) extra image scores
+
+
+class Scorer(nn.Module):
+    """A scorer: subclass it and override ``forward(outputs) -> Scores``. Every optional feature has a name
+    and a default here, so the engine reads it directly and a scorer overrides only what it uses:
+
+    - ``requires``: extra ``outputs`` keys the scorer reads that reconad computes only when asked. The one it
+      provides is ``"recon_unmasked"``: the reconstruction of the intact input (``ReconModel.reconstruct``),
+      which masked-input methods score with. Default: nothing extra.
+    - ``fixed_threshold``: a threshold on the (finalised) image score that replaces the quantile of held-out
+      normal scores (e.g. paper 000's 0.9 of the set's range). Default None: the quantile.
+    - ``finalize(scores)``: the set-level step, called once per scored set with the scorer's scores over the
+      whole set (key ``"image"`` plus one key per part, each ``(N,)``); returns the same keys, e.g. min-max
+      normalised over the set. Default: the scores unchanged.
+    """
+
+    requires: tuple[str, ...] = ()
+    fixed_threshold: float | None = None
+
+    def forward(self, outputs: dict[str, Any]) -> Scores:
+        raise NotImplementedError(f"{type(self).__name__} must override forward(outputs) -> Scores")
+
+    def finalize(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return scores
 
 
 class StepContext:

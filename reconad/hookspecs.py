@@ -1,20 +1,44 @@
-"""Every hook reconad calls, in one place. A hook's docstring is its documentation (docs/plugins.md
-repeats each one with an example; tests/test_plugins.py fails when a hook is missing there).
+"""Every hook reconad calls, in one place; a hook's docstring is its documentation. docs/plugins.md's sections
+"How reconad calls plugins" and "Hooks" are generated from this module (``python -m reconad._hookdocs
+--update docs/plugins.md``; tests/test_plugins.py fails when they differ).
 
-Hooks are called with keyword arguments only, so new arguments can be added later without breaking
-plugins. Registration hooks receive a ``register`` callback::
+A plugin is a module or object with ``@hookimpl`` functions (``from reconad import hookimpl``), found through
+the entry-point group ``reconad`` of an installed distribution. Hooks are called through pluggy with keyword
+arguments only: an implementation declares just the arguments it uses, so a hook can gain arguments later
+without breaking plugins. A ``@hookimpl`` function whose name is not one of the hooks below (a misspelling
+such as ``reconad_register_encoder``) is refused with an error naming the plugin, the function and the
+closest hook; an installed plugin with one is skipped with that message as a warning.
 
-    register(name: str, factory: Callable[..., object], *, description: str | None = None)
+Plugins are called in the order they are registered: reconad's built-in plugin first, then the installed
+entry points in sorted name order, then plugins given to ``make_plugin_manager`` explicitly (tests).
 
-``factory`` builds the component from the config's keys (see docs/plugins.md, "Component contracts"):
-its keyword parameters, with type hints and defaults, are the keys a config may set, and they are
-validated before training. The reserved context parameters (``in_channels``, ``out_channels``,
-``image_size``, ``in_shape``) are filled by reconad when the factory declares them. A name registered
-twice is an error that names both plugins.
+Registration hooks receive a ``register`` callback::
+
+    register(name, factory, *, description=None, contract_model=None)
+
+- ``name`` (str) is what configs use (``model.encoder.name: conv``); an unknown name is an error listing
+  the available names and the closest one.
+- ``factory`` is a class or function. Its keyword parameters are the component's config keys: give them
+  type hints and defaults; reconad validates a config against them before training
+  (``model.memory.slots: expected int, got 'many'``, unknown keys with "did you mean").
+- Context parameters are filled in by reconad when the factory declares them, and may not be set in a
+  config: ``in_channels``, ``out_channels`` (image channels), ``image_size`` (the square input side) and
+  ``in_shape`` (the incoming features' shape without the batch dimension: a tuple, or a list of tuples
+  for multi-scale features).
+- ``description`` defaults to the first line of the factory's docstring (shown by ``reconad plugins``).
+- ``contract_model`` is for tests only: the neighbours the component needs in tests/test_contract.py, a
+  partial ``model:`` mapping used instead of the contract's defaults (e.g. ``{"masker": "oled"}`` for a
+  scorer that reads a mask).
+
+The same kind and name registered by two plugins is not an error: the later registration overrides the
+earlier one (so an installed plugin can replace a built-in component), with one warning naming both
+plugins; ``reconad plugins`` lists the component that is used and its plugin. One plugin registering a
+name twice is an error.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any, Callable, Protocol
 
 import pluggy
 
@@ -23,82 +47,175 @@ __all__ = ["hookimpl", "hookspec", "Register"]
 hookspec = pluggy.HookspecMarker("reconad")
 hookimpl = pluggy.HookimplMarker("reconad")
 
-Register = Callable[..., None]
+
+class Register(Protocol):
+    """The ``register`` callback of the registration hooks (see the module docstring)."""
+
+    def __call__(self, name: str, factory: Callable[..., object], *, description: str | None = None,
+                 contract_model: Mapping[str, Any] | None = None) -> None: ...
 
 
 @hookspec
 def reconad_register_encoders(register: Register) -> None:
-    """Register encoders: ``nn.Module`` s mapping an image batch ``(B, C, H, W)`` to features.
+    """Register encoders: modules mapping an image batch ``(B, C, H, W)`` to features.
 
-    Features are a tensor (``(B, D)`` vectors or ``(B, D, h, w)`` maps) or a list of such tensors
-    (multi-scale). Context parameters a factory may declare: ``in_channels``, ``image_size``.
+    Features are a tensor (``(B, D)`` vectors or ``(B, D, h, w)`` maps), a list of such tensors
+    (multi-scale), or a dict with ``"features"`` and extra entries for scorers and the objective (e.g. a
+    variational encoder's ``"kl"``). Context parameters a factory may declare: ``in_channels``,
+    ``image_size``. Example::
+
+        @hookimpl
+        def reconad_register_encoders(register):
+            register("tiny", TinyEncoder)  # TinyEncoder(nn.Module): __init__(self, in_channels: int, width: int = 8)
     """
 
 
 @hookspec
 def reconad_register_memories(register: Register) -> None:
-    """Register memories: ``nn.Module`` s that read the encoder's features from a memory.
+    """Register memories: modules that read the encoder's features from a memory.
 
     ``forward(features)`` returns ``reconad.components.MemoryRead(output, entropy, sample_entropy)``:
     ``output`` has the same structure and shapes as ``features``; ``entropy`` is a scalar (the training
     regulariser); ``sample_entropy`` is ``(B,)`` or None. Context parameter: ``in_shape`` (the features'
-    shape without the batch dimension, or a list of shapes for multi-scale features).
+    shape without the batch dimension, or a list of shapes for multi-scale features). The built-in
+    ``memae`` reads ``(B, C)`` vectors or every position of ``(B, C, h, w)`` maps with
+    ``reconad.ops.memory_address``. Example::
+
+        from reconad.components import MemoryRead
+        from reconad.ops import memory_address
+
+        class SlotMemory(nn.Module):
+            def __init__(self, in_shape: tuple, slots: int = 50, shrink_threshold: float = 0.02):
+                super().__init__()
+                self.memory = nn.Parameter(torch.randn(slots, in_shape[0]))
+                self.shrink = shrink_threshold
+
+            def forward(self, z):                      # z: (B, D)
+                read = memory_address(z, self.memory, self.shrink)
+                return MemoryRead(read.output, read.entropy, None)
+
+        @hookimpl
+        def reconad_register_memories(register):
+            register("slots", SlotMemory)
     """
 
 
 @hookspec
 def reconad_register_decoders(register: Register) -> None:
-    """Register decoders: ``nn.Module`` s mapping features back to an image ``(B, C, H, W)``.
+    """Register decoders: modules mapping features back to an image ``(B, C, H, W)``.
 
     ``forward(features)`` returns the reconstruction tensor, or a dict with at least ``"recon"`` (more
     keys, e.g. a second reconstruction, are passed on to scorers and the objective). Context parameters:
     ``in_shape`` (the features' shape without batch, or a list of them), ``out_channels``, ``image_size``.
+    Example::
+
+        @hookimpl
+        def reconad_register_decoders(register):
+            register("upsample", UpsampleDecoder)  # __init__(self, in_shape, out_channels: int, image_size: int)
     """
 
 
 @hookspec
 def reconad_register_maskers(register: Register) -> None:
-    """Register maskers: ``nn.Module`` s that hide part of the input before it is encoded.
+    """Register maskers: modules that hide part of the input before it is encoded.
 
     ``forward(x)`` returns ``(x_masked, mask)``: the masked image, same shape as ``x``, and the mask
-    ``(B, 1, H, W)`` (1 = kept, 0 = hidden). Context parameters: ``in_channels``, ``image_size``.
+    ``(B, 1, H, W)`` (1 = kept, 0 = hidden). Context parameters: ``in_channels``, ``image_size``. The
+    built-in ``random_block`` hides random squares while training. Example::
+
+        @hookimpl
+        def reconad_register_maskers(register):
+            register("stripes", StripeMasker)  # forward(x) -> (x * mask, mask)
     """
 
 
 @hookspec
 def reconad_register_scorers(register: Register) -> None:
-    """Register scorers: ``nn.Module`` s that turn a model's outputs into anomaly scores.
+    """Register scorers: ``reconad.components.Scorer`` subclasses that turn a model's outputs into anomaly
+    scores.
 
-    ``forward(outputs: dict)`` returns ``reconad.components.Scores(image, pixel)``: ``image`` is ``(B,)``,
-    higher = more anomalous; ``pixel`` is ``(B, H, W)`` or None. ``outputs`` holds ``input``, ``recon``
-    and whatever the components added (``features``, ``memory``, ``mask``, ...). Context parameter:
-    ``image_size``.
+    ``forward(outputs: dict)`` returns ``reconad.components.Scores(image, pixel, parts)``: ``image`` is
+    ``(B,)``, higher = more anomalous; ``pixel`` is ``(B, H, W)`` or None; ``parts`` is None or extra named
+    ``(B,)`` scores. ``outputs`` holds ``input``, ``recon`` and whatever the components added
+    (``features``, ``memory``, ``mask``, ...). The optional features, ``requires``, ``finalize`` and
+    ``fixed_threshold``, are named on ``Scorer`` with defaults that change nothing (see "Component
+    contracts"). A factory that builds a plain ``nn.Module`` is refused when the model is built, with the
+    scorer's name. Context parameter: ``image_size``. Example::
+
+        @hookimpl
+        def reconad_register_scorers(register):
+            register("max_abs_error", MaxAbsError)  # class MaxAbsError(Scorer)
     """
 
 
 @hookspec
 def reconad_register_objectives(register: Register) -> None:
-    """Register training objectives: ``reconad.components.Objective`` subclasses.
+    '''Register training objectives: ``reconad.components.Objective`` subclasses.
 
     An objective gives the loss (``loss(outputs, batch) -> dict`` with a ``"loss"`` entry) and may
-    override the training recipe: ``configure_optimizers`` (e.g. separate optimisers for an adversarial
-    masker) and ``training_step`` (e.g. alternating updates, a frozen pre-trained encoder).
-    """
+    override the training recipe: ``configure_optimizers(model, make_optimizer)`` (e.g. separate
+    optimisers for an adversarial masker; the default is one optimiser, the config's ``train.optimizer``,
+    ``lr``, ...) and ``training_step(ctx, batch)`` (e.g. alternating updates, a frozen pre-trained encoder).
+    ``ctx`` is a ``StepContext`` with ``model``, ``optimizers``, ``autocast()`` and
+    ``step(loss, optimizer)`` (zero_grad, backward, clipping, step, mixed precision handled), and the schedule:
+    ``step_index`` (steps done, resumed ones included), ``epoch``, ``steps_per_epoch`` and ``total_steps``,
+    for recipes with phases (pre-train then freeze, progressive input sizes). An objective's own state (a
+    phase flag, an EMA) goes in ``state_dict()`` so ``--resume`` restores it. Example::
+
+        from reconad.components import Objective
+
+        class L1Objective(Objective):
+            """Mean absolute reconstruction error."""
+
+            def __init__(self, weight: float = 1.0):
+                self.weight = weight
+
+            def loss(self, outputs, batch):
+                rec = (outputs["recon"] - outputs["input"]).abs().mean()
+                return {"loss": self.weight * rec, "rec": rec}
+
+        @hookimpl
+        def reconad_register_objectives(register):
+            register("l1", L1Objective)
+    '''
 
 
 @hookspec
 def reconad_register_datasets(register: Register) -> None:
-    """Register datasets: factories ``factory(settings: reconad.data.DataSettings, **options)``
+    '''Register datasets: factories ``factory(settings: reconad.data.DataSettings, **options)``
     returning ``reconad.data.DatasetSplits(train, holdout, test, ...)``.
 
     ``options`` are the dataset's own keys under ``data:`` in a config, validated from the factory's
-    signature like a component's parameters.
-    """
+    signature like a component's parameters. Items are dicts with the keys ``image``, ``label``, ``mask``,
+    ``path`` and ``defect`` (see docs/datasets.md); thresholds are chosen on ``holdout``. The optional ``validation``
+    split (labelled normal and anomalous images, disjoint from ``train`` and ``test``; default None) is
+    what ``train.select_every`` selects the model on; leave it None when the dataset has no spare
+    anomalies. Example::
+
+        from reconad.data import DatasetSplits, DataSettings
+
+        def my_parts(settings: DataSettings, camera: str = "left") -> DatasetSplits:
+            """Parts photographed on line 3."""
+            ...
+
+        @hookimpl
+        def reconad_register_datasets(register):
+            register("line3", my_parts)  # data: {name: line3, camera: right}
+    '''
 
 
 @hookspec
 def reconad_register_commands(subparsers: Any) -> None:
     """Add command-line subcommands: ``subparsers`` is the ``argparse`` sub-parser action of the
-    ``reconad`` command. Add a parser with ``subparsers.add_parser(NAME, help=...)`` and give it a
-    handler with ``parser.set_defaults(func=handler)``; ``handler(args) -> int`` returns the exit code.
+    ``reconad`` command.
+
+    Add a parser with ``subparsers.add_parser(NAME, help=...)`` and give it a handler with
+    ``parser.set_defaults(func=handler)``; ``handler(args) -> int`` returns the exit code. Example::
+
+        @hookimpl
+        def reconad_register_commands(subparsers):
+            p = subparsers.add_parser("hello", help="say hello")
+            p.add_argument("--name", default="world")
+            p.set_defaults(func=lambda args: print(f"hello {args.name}") or 0)
     """
+

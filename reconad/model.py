@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .components import MemoryRead, Objective, Scores
+from .components import MemoryRead, Objective, Scorer, Scores
 from .config import ComponentConfig, ModelConfig
 from .registry import Registry
 
@@ -37,7 +37,7 @@ class ReconModel(nn.Module):
     ``features``, ``memory`` (a ``MemoryRead``), and any extra keys a decoder returns)."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, memory: nn.Module | None = None,
-                 masker: nn.Module | None = None, scorers: list[nn.Module] | None = None,
+                 masker: nn.Module | None = None, scorers: list[Scorer] | None = None,
                  scorer_names: list[str] | None = None) -> None:
         super().__init__()
         self.masker, self.encoder, self.memory, self.decoder = masker, encoder, memory, decoder
@@ -78,10 +78,10 @@ class ReconModel(nn.Module):
         return self.encode_decode(x)["recon"]
 
     def score(self, outputs: dict[str, Any]) -> dict[str, Scores]:
-        """Every scorer's ``Scores`` for a batch of outputs, by scorer name. A scorer whose ``requires``
-        attribute names ``"recon_unmasked"`` gets the intact input's reconstruction (``reconstruct``), computed
-        once when a masker hid part of the input and no component provided it."""
-        if "recon_unmasked" not in outputs and any("recon_unmasked" in getattr(s, "requires", ()) for s in self.scorers):
+        """Every scorer's ``Scores`` for a batch of outputs, by scorer name. A scorer whose ``Scorer.requires``
+        names ``"recon_unmasked"`` gets the intact input's reconstruction (``reconstruct``), computed once when
+        a masker hid part of the input and no component provided it."""
+        if "recon_unmasked" not in outputs and any("recon_unmasked" in s.requires for s in self.scorers):
             outputs = {**outputs, "recon_unmasked": self.reconstruct(outputs["input"])
                        if self.masker is not None else outputs["recon"]}
         return {name: scorer(outputs) for name, scorer in zip(self.scorer_names, self.scorers)}
@@ -156,6 +156,11 @@ def build_model(cfg: ModelConfig, registry: Registry, in_channels: int, image_si
                              f"{source}'s features {mem_shape}, but the images are "
                              f"{(in_channels, image_size, image_size)}")
     scorers = [_build(registry, "scorer", sc, base) for sc in cfg.scorers]
+    for sc, scorer in zip(cfg.scorers, scorers):
+        if not isinstance(scorer, Scorer):  # its optional features (requires, finalize, ...) live on the base
+            raise BuildError(f"scorer {sc.name!r} ({registry.get('scorer', sc.name).plugin}) must be a "
+                             f"reconad.components.Scorer, got {type(scorer).__name__}; subclass Scorer instead "
+                             f"of nn.Module (its defaults keep the behaviour)")
     model = ReconModel(encoder, decoder, memory, masker, scorers, _scorer_names(cfg.scorers))
     model.train()
     objective = _build(registry, "objective", cfg.objective, base)

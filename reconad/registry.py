@@ -1,9 +1,15 @@
-"""The component registry: every registered component by kind, name and the plugin that provides it."""
+"""The component registry: every registered component by kind, name and the plugin that provides it.
+
+The same kind and name registered by two plugins: the later registration wins (plugins register in the
+plugin manager's order: built-ins, entry points by name, explicit plugins) and one warning names both.
+"""
 from __future__ import annotations
 
 import difflib
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 __all__ = ["KINDS", "ComponentSpec", "Registry", "RegistryError"]
 
@@ -20,7 +26,7 @@ KINDS: dict[str, str] = {
 
 
 class RegistryError(LookupError):
-    """A duplicate or unknown component name."""
+    """An invalid registration or an unknown component name."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class ComponentSpec:
     factory: Callable[..., object]
     plugin: str
     description: str
+    contract_model: Mapping[str, Any] | None = None  # test-only neighbours for tests/test_contract.py
 
     def build(self, **kwargs: object) -> object:
         return self.factory(**kwargs)
@@ -42,19 +49,31 @@ def _first_line(doc: str | None) -> str:
 class Registry:
     def __init__(self) -> None:
         self._specs: dict[str, dict[str, ComponentSpec]] = {k: {} for k in KINDS}
+        self.overridden: list[tuple[ComponentSpec, ComponentSpec]] = []  # (loser, winner) of each clash
 
     def add(self, kind: str, name: str, factory: Callable[..., object], plugin: str,
-            description: str | None = None) -> ComponentSpec:
+            description: str | None = None, contract_model: Mapping[str, Any] | None = None) -> ComponentSpec:
         if kind not in self._specs:
             raise RegistryError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
         if not isinstance(name, str) or not name or not callable(factory):
             raise RegistryError(f"plugin {plugin!r} registered a {kind} with an invalid name or factory: "
                                 f"register(name: str, factory: callable), got {name!r}, {factory!r}")
+        if contract_model is not None and not (isinstance(contract_model, Mapping)
+                                               and all(isinstance(k, str) for k in contract_model)):
+            raise RegistryError(f"plugin {plugin!r} registered {kind} {name!r} with contract_model="
+                                f"{contract_model!r}; expected a partial model: mapping such as "
+                                f"{{'masker': 'oled'}}")
+        spec = ComponentSpec(kind, name, factory, plugin, description or _first_line(factory.__doc__),
+                             dict(contract_model) if contract_model is not None else None)
         have = self._specs[kind].get(name)
         if have is not None:
-            raise RegistryError(f"{kind} {name!r} is registered by two plugins: {have.plugin!r} and {plugin!r}; "
-                                f"uninstall one of them or rename the component")
-        spec = ComponentSpec(kind, name, factory, plugin, description or _first_line(factory.__doc__))
+            if have.plugin == plugin:
+                raise RegistryError(f"plugin {plugin!r} registers {kind} {name!r} twice; give each component "
+                                    f"its own name")
+            warnings.warn(f"reconad: {kind} {name!r} is registered by two plugins, {have.plugin!r} and "
+                          f"{plugin!r}; the later one, {plugin!r}, is used (uninstall one or rename the "
+                          f"component to keep both)", RuntimeWarning, stacklevel=3)
+            self.overridden.append((have, spec))
         self._specs[kind][name] = spec
         return spec
 

@@ -1,15 +1,15 @@
 """The component contract, parametrised over every registered component (built-in or installed plugin):
 each is composed into a small model, run forward and backward on a tiny batch, and its outputs checked.
 
-A component that only fits certain neighbours (e.g. a multi-scale memory) declares them with a
-``contract_model`` attribute on its factory: a partial ``model:`` mapping used instead of the defaults.
+A component that only fits certain neighbours (e.g. a multi-scale memory) names them when it is registered,
+``register(name, factory, contract_model={...})``: a partial ``model:`` mapping used instead of the defaults.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
-from reconad.components import MemoryRead, Objective, Scores
+from reconad.components import MemoryRead, Objective, Scorer, Scores
 from reconad.config import validate
 from reconad.model import build_model
 from reconad.plugins import get_registry
@@ -24,7 +24,7 @@ SPECS = [s for s in REGISTRY if s.kind in SLOT]
 
 def _model_config(spec) -> dict:
     model = dict(BASE)
-    model.update(getattr(spec.factory, "contract_model", {}))
+    model.update(spec.contract_model or {})
     model[SLOT[spec.kind]] = [spec.name] if spec.kind == "scorer" else spec.name
     return model
 
@@ -38,6 +38,7 @@ def test_component_contract(spec, channels):
     cfg = validate(raw, REGISTRY)
     model, objective = build_model(cfg.model, REGISTRY, channels, size)
     assert isinstance(objective, Objective)
+    assert all(isinstance(s, Scorer) for s in model.scorers)  # build_model refuses other modules
     x = torch.rand(3, channels, size, size)
 
     model.train()

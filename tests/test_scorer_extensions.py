@@ -13,16 +13,16 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from reconad.builtin.objectives import ReconstructionObjective
-from reconad.components import Scores
+from reconad import hookimpl
+from reconad.components import Scorer, Scores
 from reconad.config import validate
 from reconad.engine import run
-from reconad.hookspecs import hookimpl
 from reconad.plugins import build_registry, make_plugin_manager
 
 SEEN_CONTEXTS: list[tuple[int, int, int, int]] = []
 
 
-class PartsScorer(nn.Module):
+class PartsScorer(Scorer):
     """Two parts (mean and max squared error); the image score is their set-normalised average."""
 
     def __init__(self, gamma: float | None = None) -> None:
@@ -123,7 +123,7 @@ def test_finalize_with_wrong_keys_is_an_error(tiny_raw, tmp_path):
         run(validate(tiny_raw, registry), str(tmp_path / "r"), registry=registry, log=lambda *_: None)
 
 
-class UnmaskedScorer(nn.Module):
+class UnmaskedScorer(Scorer):
     requires = ("recon_unmasked",)
 
     def forward(self, outputs):
@@ -178,3 +178,43 @@ def test_predict_finalizes_over_the_predicted_set(parts_run, tmp_path):
     np.testing.assert_allclose([float(r["score"]) for r in rows], (mean + peak) / 2, rtol=1e-6, atol=1e-6)
     # the fixed threshold applies to the finalised score
     assert all(int(r["predicted"]) == int(float(r["score"]) > 0.9) for r in rows)
+
+
+class PlainModuleScorer(nn.Module):
+    def forward(self, outputs):
+        return Scores((outputs["recon"] - outputs["input"]).pow(2).flatten(1).mean(1))
+
+
+def test_a_scorer_that_is_not_a_scorer_is_refused_with_its_name():
+    from reconad.model import BuildError, build_model
+
+    class P:
+        @hookimpl
+        def reconad_register_scorers(self, register):
+            register("plain_test", PlainModuleScorer)
+
+    registry = build_registry(make_plugin_manager([P()], entry_points=False))
+    cfg = validate({"data": {"name": "textures", "image_size": 16},
+                    "model": {"encoder": {"name": "conv", "channels": [8, 16]}, "decoder": "conv",
+                              "scorers": ["plain_test"]}}, registry)
+    with pytest.raises(BuildError, match=r"scorer 'plain_test' \(.*\) must be a reconad.components.Scorer, "
+                                         r"got PlainModuleScorer; subclass Scorer"):
+        build_model(cfg.model, registry, 1, 16)
+
+
+def test_scorer_defaults_change_nothing():
+    from reconad.engine.evaluate import finalize_scores, fixed_thresholds
+    from reconad.model import ReconModel
+
+    class Plain(Scorer):
+        def forward(self, outputs):
+            return Scores(outputs["input"].flatten(1).mean(1))
+
+    model = ReconModel(nn.Identity(), nn.Identity(), scorers=[Plain(), PartsScorer(gamma=0.5)],
+                       scorer_names=["plain", "parts"])
+    assert Plain.requires == () and fixed_thresholds(model) == {"parts": 0.5}
+    image = {"plain": np.array([3.0, 1.0, 2.0]), "parts": np.array([1.0, 2.0, 4.0]),
+             "parts_mean": np.array([1.0, 2.0, 4.0]), "parts_peak": np.array([2.0, 4.0, 6.0])}
+    out = finalize_scores(model, image, {"parts": ["mean", "peak"]})
+    np.testing.assert_array_equal(out["plain"], [3.0, 1.0, 2.0])          # the default finalize: unchanged
+    np.testing.assert_allclose(out["parts"], [0.0, (1 / 3 + 0.5) / 2, 1.0])  # PartsScorer's own

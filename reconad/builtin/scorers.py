@@ -5,9 +5,8 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..components import Scores
+from ..components import Scorer, Scores
 
 __all__ = ["ReconstructionErrorScorer", "gaussian_blur"]
 
@@ -33,7 +32,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return m.squeeze(1)
 
 
-class ReconstructionErrorScorer(nn.Module):
+class ReconstructionErrorScorer(Scorer):
     """Pixel map = per-pixel reconstruction error (squared or absolute) averaged over channels, optionally
     Gaussian-smoothed; image score = its mean, max, or the mean of its top ``topk_fraction`` pixels, plus
     ``entropy_weight`` times the memory's per-image addressing entropy (ODDObjects' Algorithm 2)."""

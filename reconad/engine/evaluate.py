@@ -67,15 +67,14 @@ def batch_scores(model: ReconModel, outputs: dict[str, Any], parts_of: dict[str,
 
 def finalize_scores(model: ReconModel, image: dict[str, np.ndarray], parts_of: dict[str, list[str]]
                     ) -> dict[str, np.ndarray]:
-    """The set-level step: every scorer with a ``finalize`` method gets its scores over the whole set (key
+    """The set-level step: every scorer's ``Scorer.finalize`` gets its scores over the whole set (key
     ``"image"`` and one key per part) and returns them, e.g. min-max normalised over the set."""
     out = dict(image)
     for name, scorer in zip(model.scorer_names, model.scorers):
-        finalize = getattr(scorer, "finalize", None)
-        if finalize is None or name not in image:
+        if name not in image:
             continue
         keys = {"image": name, **{p: f"{name}_{p}" for p in parts_of.get(name, [])}}
-        result = finalize({k: image[full] for k, full in keys.items()})
+        result = scorer.finalize({k: image[full] for k, full in keys.items()})
         if not isinstance(result, dict) or set(result) != set(keys):
             got = sorted(result) if isinstance(result, dict) else type(result).__name__
             raise RunError(f"scorer {name!r}: finalize() must return the keys {sorted(keys)}, got {got}")
@@ -89,14 +88,10 @@ def finalize_scores(model: ReconModel, image: dict[str, np.ndarray], parts_of: d
 
 
 def fixed_thresholds(model: ReconModel) -> dict[str, float]:
-    """Thresholds that scorers fix themselves (``fixed_threshold``, e.g. paper 000's gamma on normalised
-    scores) instead of the quantile of held-out normal scores."""
-    out = {}
-    for name, scorer in zip(model.scorer_names, model.scorers):
-        thr = getattr(scorer, "fixed_threshold", None)
-        if thr is not None:
-            out[name] = float(thr)
-    return out
+    """Thresholds that scorers fix themselves (``Scorer.fixed_threshold``, e.g. paper 000's gamma on
+    normalised scores) instead of the quantile of held-out normal scores."""
+    return {name: float(scorer.fixed_threshold) for name, scorer in zip(model.scorer_names, model.scorers)
+            if scorer.fixed_threshold is not None}
 
 
 @torch.no_grad()

@@ -23,11 +23,6 @@ class MaskedMemoryObjective(OLEDObjective):
     """OLED's adversarial training with a memory-augmented Reconstructor: the Reconstructor's loss adds
     ``entropy_weight`` x the memories' addressing entropy (MMAE / MemAE's sparsity term)."""
 
-    contract_model = {"masker": "oled", "encoder": {"name": "mmae", "scales": 2, "feature_size": 4, "channels": 8,
-                                                    "base_width": 8, "max_width": 16},
-                      "memory": {"name": "mmae_multiscale", "slots": 10},
-                      "decoder": {"name": "mmae", "base_width": 8, "max_width": 16}}
-
     def __init__(self, gamma: float = 50.0, lam: float = 1.0, mask_steps: int = 1, mask_lr: float | None = None,
                  entropy_weight: float = 0.0002) -> None:
         super().__init__(gamma=gamma, lam=lam, mask_steps=mask_steps, mask_lr=mask_lr)

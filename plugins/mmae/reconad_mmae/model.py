@@ -352,18 +352,3 @@ class MMAEDecoder(MultiScaleDecoder):
                  output: Literal["sigmoid", "none"] = "sigmoid") -> None:
         super().__init__(in_shape, out_channels, image_size, fuser, fuser_hidden, base_width, max_width,
                          start_size, output, dims=2)
-
-
-def _contract(**model: object) -> dict[str, object]:
-    """A small ``model:`` mapping for tests/test_contract.py (only these neighbours fit a multi-scale part)."""
-    base: dict[str, object] = {"encoder": {"name": "mmae", "scales": 3, "channels": 16, "base_width": 8,
-                                           "max_width": 16},
-                               "memory": {"name": "mmae_multiscale", "slots": 10},
-                               "decoder": {"name": "mmae", "base_width": 8, "max_width": 16}}
-    base.update(model)
-    return base
-
-
-MMAEEncoder.contract_model = {k: v for k, v in _contract().items() if k != "encoder"}
-MultiScaleMemory.contract_model = {k: v for k, v in _contract().items() if k != "memory"}
-MMAEDecoder.contract_model = {k: v for k, v in _contract().items() if k != "decoder"}

@@ -186,11 +186,9 @@ def test_pixel_shuffle_nd_matches_torch_and_a_loop():
 
 
 def test_contract_models_build():
-    """The contract test composes each MMAE component with the others (their ``contract_model``)."""
-    from reconad_mmae.model import MMAEEncoder as E, MultiScaleMemory as M, MMAEDecoder as D
-
-    for factory, slot in ((E, "encoder"), (M, "memory"), (D, "decoder")):
-        model = {"scorers": ["l2"], "objective": "reconstruction", **factory.contract_model,
-                 slot: {"encoder": "mmae", "memory": "mmae_multiscale", "decoder": "mmae"}[slot]}
+    """The contract test composes each MMAE component with the others (the ``contract_model`` they register)."""
+    for kind, name in (("encoder", "mmae"), ("memory", "mmae_multiscale"), ("decoder", "mmae")):
+        model = {"scorers": ["l2"], "objective": "reconstruction",
+                 **get_registry().get(kind, name).contract_model, kind: name}
         m = _model(model, 32, 3)
         assert m(torch.rand(2, 3, 32, 32))["recon"].shape == (2, 3, 32, 32)

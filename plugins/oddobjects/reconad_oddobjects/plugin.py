@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from reconad.hookspecs import hookimpl
+from reconad import hookimpl
 
 from .model import AEDecoder, AEEncoder, CAEDecoder, CAEEncoder, CVAEEncoder, MemCAEDecoder, MemCAEEncoder
 from .objectives import ELBOObjective, ReconstructionEntropyObjective
@@ -13,14 +13,7 @@ from .scoring import ODDScorer
 
 # the neighbours each component fits, for tests/test_contract.py (the core's defaults feed it conv maps)
 _VECTOR_MODEL = {"memory": None, "objective": "odd_reconstruction", "scorers": ["odd_score"]}
-AEEncoder.contract_model = {**_VECTOR_MODEL, "decoder": "odd_ae"}
-AEDecoder.contract_model = {**_VECTOR_MODEL, "encoder": "odd_ae"}
-CAEEncoder.contract_model = {**_VECTOR_MODEL, "decoder": "odd_cae"}
-CVAEEncoder.contract_model = {**_VECTOR_MODEL, "decoder": "odd_cvae", "objective": "odd_elbo"}
-CAEDecoder.contract_model = {**_VECTOR_MODEL, "encoder": "odd_cae"}
-MemCAEEncoder.contract_model = {**_VECTOR_MODEL, "decoder": "odd_memcae", "memory": {"name": "memae", "slots": 500}}
-MemCAEDecoder.contract_model = {**_VECTOR_MODEL, "encoder": "odd_memcae", "memory": {"name": "memae", "slots": 500}}
-ELBOObjective.contract_model = {**_VECTOR_MODEL, "encoder": "odd_cvae", "decoder": "odd_cvae"}
+_MEMORY = {"memory": {"name": "memae", "slots": 500}}
 
 
 def _optional(module: str):
@@ -33,18 +26,20 @@ def _optional(module: str):
 
 @hookimpl
 def reconad_register_encoders(register):
-    register("odd_ae", AEEncoder)
-    register("odd_cae", CAEEncoder)
-    register("odd_cvae", CVAEEncoder)
-    register("odd_memcae", MemCAEEncoder)
+    register("odd_ae", AEEncoder, contract_model={**_VECTOR_MODEL, "decoder": "odd_ae"})
+    register("odd_cae", CAEEncoder, contract_model={**_VECTOR_MODEL, "decoder": "odd_cae"})
+    register("odd_cvae", CVAEEncoder,
+             contract_model={**_VECTOR_MODEL, "decoder": "odd_cvae", "objective": "odd_elbo"})
+    register("odd_memcae", MemCAEEncoder, contract_model={**_VECTOR_MODEL, **_MEMORY, "decoder": "odd_memcae"})
 
 
 @hookimpl
 def reconad_register_decoders(register):
-    register("odd_ae", AEDecoder)
-    register("odd_cae", CAEDecoder)
-    register("odd_cvae", CAEDecoder, description="CVAE decoder: the CAE decoder (dense 32-d -> deconvolutions)")
-    register("odd_memcae", MemCAEDecoder)
+    register("odd_ae", AEDecoder, contract_model={**_VECTOR_MODEL, "encoder": "odd_ae"})
+    register("odd_cae", CAEDecoder, contract_model={**_VECTOR_MODEL, "encoder": "odd_cae"})
+    register("odd_cvae", CAEDecoder, description="CVAE decoder: the CAE decoder (dense 32-d -> deconvolutions)",
+             contract_model={**_VECTOR_MODEL, "encoder": "odd_cae"})
+    register("odd_memcae", MemCAEDecoder, contract_model={**_VECTOR_MODEL, **_MEMORY, "encoder": "odd_memcae"})
 
 
 @hookimpl
@@ -55,7 +50,8 @@ def reconad_register_scorers(register):
 @hookimpl
 def reconad_register_objectives(register):
     register("odd_reconstruction", ReconstructionEntropyObjective)
-    register("odd_elbo", ELBOObjective)
+    register("odd_elbo", ELBOObjective,
+             contract_model={**_VECTOR_MODEL, "encoder": "odd_cvae", "decoder": "odd_cvae"})
 
 
 @hookimpl

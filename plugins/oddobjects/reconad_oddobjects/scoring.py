@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from reconad.components import Scores
+from reconad.components import Scorer, Scores
 from reconad.metrics import normalize_scores
 
 from .objectives import squared_error
@@ -18,7 +17,7 @@ __all__ = ["ODDScorer", "is_anomaly"]
 _HAS_PARTS = "parts" in Scores._fields   # the core's Scores(image, pixel, parts) once it has parts
 
 
-class ODDScorer(nn.Module):
+class ODDScorer(Scorer):
     """ODDObjects' Algorithm 2 score: squared error + alpha x entropy, normalised to [0, 1] over the set.
 
     Image score = summed squared error + ``entropy_weight`` x the memory's per-image addressing

@@ -121,8 +121,6 @@ class ReconstructorDecoder(nn.Module):
     """R's decoder (§3.3): a dense layer back to maps, transposed 3x3 convolutions with BN + LeakyReLU, a last
     convolution clipped to [-1, 1]; returned in [0, 1]. Reads ``(D,)`` vectors (R's dense bottleneck)."""
 
-    contract_model = {"encoder": {"name": "oled", "channels": [8, 16], "latent_dim": 16}}
-
     def __init__(self, in_shape: Sequence[int], out_channels: int, image_size: int,
                  channels: list[int] = (128, 64, 32), negative_slope: float = 0.2) -> None:
         super().__init__()

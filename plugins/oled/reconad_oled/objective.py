@@ -30,8 +30,6 @@ class OLEDObjective(Objective):
     without parameters (``random_block``: the context-autoencoder baseline of §4.6) only R is trained.
     ``cont`` is eq. 6's norm (``"l2"``, or ``"l1"`` as in the authors' code; ``reconad_oled.losses``)."""
 
-    contract_model = {"masker": "oled"}
-
     def __init__(self, gamma: float = 50.0, lam: float = 1.0, mask_steps: int = 1,
                  mask_lr: float | None = None, cont: str = "l2") -> None:
         if gamma < 0 or lam < 0:

@@ -2,7 +2,7 @@
 scorer, the adversarial objective and the ``reconad oled`` commands."""
 from __future__ import annotations
 
-from reconad.hookspecs import hookimpl
+from reconad import hookimpl
 
 from .model import MaskModule, ReconstructorDecoder, ReconstructorEncoder
 from .objective import OLEDObjective
@@ -21,17 +21,20 @@ def reconad_register_encoders(register):
 
 @hookimpl
 def reconad_register_decoders(register):
-    register("oled", ReconstructorDecoder, description="OLED Reconstructor decoder: dense, transposed convs, clipped")
+    register("oled", ReconstructorDecoder, description="OLED Reconstructor decoder: dense, transposed convs, clipped",
+             contract_model={"encoder": {"name": "oled", "channels": [8, 16], "latent_dim": 16}})
 
 
 @hookimpl
 def reconad_register_scorers(register):
-    register("oled", OLEDScorer, description="OLED s_mask, s_cont, s_rec (min-max over the set) and s_avg")
+    register("oled", OLEDScorer, description="OLED s_mask, s_cont, s_rec (min-max over the set) and s_avg",
+             contract_model={"masker": "oled"})  # s_mask needs a masker
 
 
 @hookimpl
 def reconad_register_objectives(register):
-    register("oled", OLEDObjective, description="OLED adversarial training: min over R, max over MM (eq. 8)")
+    register("oled", OLEDObjective, description="OLED adversarial training: min over R, max over MM (eq. 8)",
+             contract_model={"masker": "oled"})  # it trains a masker
 
 
 @hookimpl

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from reconad.components import Scores
+from reconad.components import Scorer, Scores
 from reconad.metrics import normalize_scores
 
 from .losses import check_cont, oled_terms
@@ -27,13 +26,12 @@ __all__ = ["OLEDScorer"]
 PARTS = ("mask", "cont", "rec")
 
 
-class OLEDScorer(nn.Module):
+class OLEDScorer(Scorer):
     """OLED's scores: parts s_mask, s_cont, s_rec (each min-max scaled over the scored set) and s_avg, their
     mean, as the image score. Pixel map: the squared error of the masked image's reconstruction (in [-1, 1]
     units, mean over channels). Needs a masker in the model (``oled``, or ``random_block`` for the CAE).
     ``cont``: the norm of s_cont's term, ``"l2"`` or ``"l1"`` (the authors' code), as the objective's."""
 
-    contract_model = {"masker": "oled"}
     requires = ("recon_unmasked",)  # R(x) for s_rec, given by ReconModel.score
 
     def __init__(self, cont: str = "l2") -> None:

@@ -1,7 +1,7 @@
 """reconad-selfsup's hook implementations (registrations only; the code lives in the other modules)."""
 from __future__ import annotations
 
-from reconad.hookspecs import hookimpl
+from reconad import hookimpl
 
 from .model import SelfSupDecoder, SelfSupEncoder
 from .objective import SelfSupObjective
@@ -11,19 +11,19 @@ __all__ = ["reconad_register_commands", "reconad_register_decoders", "reconad_re
            "reconad_register_objectives", "reconad_register_scorers"]
 
 # The contract test pairs each component with these neighbours (small widths keep it fast).
-SelfSupEncoder.contract_model = {"encoder": {"name": "selfsup", "width": 8, "sdc_width": 8},
-                                 "memory": None, "decoder": {"name": "selfsup", "width": 8}}
-SelfSupDecoder.contract_model = {"encoder": {"name": "selfsup", "width": 8, "sdc_width": 8}, "memory": None}
+_SMALL_ENCODER = {"encoder": {"name": "selfsup", "width": 8, "sdc_width": 8}, "memory": None}
 
 
 @hookimpl
 def reconad_register_encoders(register):
-    register("selfsup", SelfSupEncoder, description="paper 004 Table 1 encoder: conv / max-pool levels + stacked dilated convolutions")
+    register("selfsup", SelfSupEncoder, description="paper 004 Table 1 encoder: conv / max-pool levels + stacked dilated convolutions",
+             contract_model={**_SMALL_ENCODER, "decoder": {"name": "selfsup", "width": 8}})
 
 
 @hookimpl
 def reconad_register_decoders(register):
-    register("selfsup", SelfSupDecoder, description="paper 004 Table 1 decoder: transposed convolutions, BN + ReLU, sigmoid output")
+    register("selfsup", SelfSupDecoder, description="paper 004 Table 1 decoder: transposed convolutions, BN + ReLU, sigmoid output",
+             contract_model=_SMALL_ENCODER)
 
 
 @hookimpl

@@ -9,8 +9,7 @@ from typing import Any, Literal
 
 import torch
 from reconad.builtin.scorers import gaussian_blur
-from reconad.components import Scores
-from torch import nn
+from reconad.components import Scorer, Scores
 
 __all__ = ["SelfSupScorer", "heatmap"]
 
@@ -21,7 +20,7 @@ def heatmap(recon: torch.Tensor, image: torch.Tensor, sigma: float = 2.0) -> tor
     return gaussian_blur(torch.linalg.vector_norm(diff, ord=2, dim=1), sigma)
 
 
-class SelfSupScorer(nn.Module):
+class SelfSupScorer(Scorer):
     """Heatmap ||F(X) - X||_2 over channels, Gaussian-smoothed (paper 004); image score = its max, mean, or
     mean of the top ``topk_fraction`` pixels."""
 

@@ -37,9 +37,6 @@ class TwoStageObjective(Objective):
     everything end to end (the CAE baseline).
     """
 
-    contract_model = {"encoder": "twostage_rotnet", "memory": None, "decoder": "twostage_dual",
-                      "scorers": ["twostage"]}
-
     def __init__(self, pretext: str = "rotation", pretext_options: dict[str, Any] | None = None,
                  pretrain: str = "encoder", pretrain_epochs: int = 10, pretrain_steps: int | None = None,
                  pretrain_lr: float = 0.1, pretrain_momentum: float = 0.9, pretrain_weight_decay: float = 5e-4,

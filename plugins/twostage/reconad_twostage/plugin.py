@@ -1,11 +1,14 @@
 """reconad hook registrations of the two-stage autoencoder (paper 003)."""
 from __future__ import annotations
 
-from reconad.hookspecs import hookimpl
+from reconad import hookimpl
 
 from .model import DCGANDecoder, DualDecoder, RotNetEncoder
 from .objective import TwoStageObjective
 from .scorer import TwoStageScorer
+
+# the scorer and objective read the dual decoder's two reconstructions, for tests/test_contract.py
+_DUAL = {"encoder": "twostage_rotnet", "memory": None, "decoder": "twostage_dual"}
 
 
 @hookimpl
@@ -23,10 +26,12 @@ def reconad_register_decoders(register):
 
 @hookimpl
 def reconad_register_scorers(register):
-    register("twostage", TwoStageScorer, description="AS = MSE(x, x1) - lambda SSIM(x, x2), paper 003 eq. 10")
+    register("twostage", TwoStageScorer, description="AS = MSE(x, x1) - lambda SSIM(x, x2), paper 003 eq. 10",
+             contract_model=_DUAL)
 
 
 @hookimpl
 def reconad_register_objectives(register):
     register("two_stage", TwoStageObjective,
-             description="pretext pre-training (RotNet), then freeze and train the rest (paper 003)")
+             description="pretext pre-training (RotNet), then freeze and train the rest (paper 003)",
+             contract_model={**_DUAL, "scorers": ["twostage"]})

@@ -4,22 +4,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from reconad.components import Scores
+from reconad.components import Scorer, Scores
 from reconad.metrics import ssim, ssim_map
 
 __all__ = ["TwoStageScorer"]
 
 
-class TwoStageScorer(nn.Module):
+class TwoStageScorer(Scorer):
     """AS(x) = MSE(x, x1) - lam * SSIM(x, x2) (eq. 10; lam = 1 in the paper), x1 = ``outputs["recon"]`` (the
     MSE decoder), x2 = ``outputs["recon_ssim"]`` (the SSIM decoder). Parts: ``mse`` = MSE(x, x1) and
     ``ssim`` = 1 - SSIM(x, x2), each decoder alone. Pixel map: the squared error of x1 plus lam times
     1 - the SSIM map of x2, both averaged over channels. SSIM: Gaussian window ``window_size`` / ``sigma``,
     images in [0, ``data_range``] (``reconad.metrics.ssim``)."""
-
-    contract_model = {"encoder": "twostage_rotnet", "memory": None, "decoder": "twostage_dual"}
 
     def __init__(self, lam: float = 1.0, data_range: float = 1.0, window_size: int = 11, sigma: float = 1.5,
                  mse_key: str = "recon", ssim_key: str = "recon_ssim") -> None:

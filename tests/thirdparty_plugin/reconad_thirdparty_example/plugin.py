@@ -1,13 +1,11 @@
 """Registers one scorer through reconad's hook, as any third-party package would."""
 from __future__ import annotations
 
-from torch import nn
-
-from reconad.components import Scores
-from reconad.hookspecs import hookimpl
+from reconad import hookimpl
+from reconad.components import Scorer, Scores
 
 
-class MaxAbsError(nn.Module):
+class MaxAbsError(Scorer):
     """Image score = the largest absolute reconstruction error of any pixel."""
 
     def __init__(self, scale: float = 1.0) -> None:
