@@ -192,13 +192,14 @@ class ParamSchema:
                 note = unknown_note(key) if unknown_note else ""
                 lines.setdefault(where, unknown_key(key, known, where) + (f"; {note}" if note else ""))
                 continue
-            if err["type"] == "missing":
+            if err["type"] == "missing" and len(loc) == 1:
                 lines.setdefault(where, f"{where}: missing required key")
                 continue
             tp, value = self.hints.get(key, Any), raw.get(key)
             for part in loc[1:]:  # descend into list items until a union (reported as a whole)
                 inner = [a for a in typing.get_args(tp) if a is not type(None)] if _nullable(tp) else [tp]
-                if not isinstance(part, int) or len(inner) != 1 or typing.get_origin(inner[0]) not in (list, tuple):
+                if not isinstance(part, int) or len(inner) != 1 or typing.get_origin(inner[0]) not in (list, tuple) \
+                        or not isinstance(value, (list, tuple)) or part >= len(value):
                     break
                 args = typing.get_args(inner[0])
                 tp = args[0] if typing.get_origin(inner[0]) is list or (len(args) == 2 and args[1] is Ellipsis) \
@@ -206,8 +207,10 @@ class ParamSchema:
                 value, where = value[part], f"{where}[{part}]"
             if where in lines:
                 continue
-            if err["type"] in ("too_short", "too_long") and typing.get_origin(tp) is tuple:
-                lines[where] = f"{where}: expected {len(typing.get_args(tp))} items, got {len(value)}"
+            args = typing.get_args(tp)
+            if typing.get_origin(tp) is tuple and args and args[-1] is not Ellipsis \
+                    and isinstance(value, (list, tuple)) and len(value) != len(args):
+                lines[where] = f"{where}: expected {len(args)} items, got {len(value)}"
             else:
                 lines[where] = _expected(tp, value, where)
         return list(lines.values())

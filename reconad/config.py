@@ -116,6 +116,9 @@ def _component(raw: Any, kind: str, path: str, registry: Registry, errors: list[
         errors.append(f"{path}: expected a component name or a mapping with 'name', got {raw!r}")
         return None
     name, params = raw["name"], {k: v for k, v in raw.items() if k != "name"}
+    if not isinstance(name, str):
+        errors.append(f"{path}.name: expected a {kind} name, got {name!r}")
+        return None
     try:
         spec = registry.get(kind, name)
     except RegistryError as exc:
@@ -161,14 +164,16 @@ def _data(raw: Any, registry: Registry, errors: list[str]) -> tuple[DataSettings
     if not isinstance(raw, dict):
         errors.append(f"data: expected a mapping, got {raw!r}")
         return None, {}
-    if "name" not in raw:
-        errors.append("data.name: missing required key")
+    if not isinstance(raw.get("name"), str):
+        errors.append("data.name: missing required key" if raw.get("name") is None
+                      else f"data.name: expected a dataset name, got {raw['name']!r}")
         return None, {}
     try:
         spec = registry.get("dataset", raw["name"])
     except RegistryError as exc:
         errors.append(f"data.name: {exc}")
         return None, {}
+
     def owners(key: str) -> str:  # an option of another dataset: say which
         names = [s.name for s in registry if s.kind == "dataset" and key in s.schema.hints]
         return f"{key!r} is an option of dataset {', '.join(map(repr, names))}" if names else ""
@@ -193,10 +198,14 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
     errors: list[str] = []
     top = _TOP.validate({k: v for k, v in raw.items() if k not in ("data", "model", "train", "test")}, "",
                         errors, also_known=("data", "model", "train", "test"))
-    data, data_options = (_data(raw["data"], registry, errors) if "data" in raw
-                          else (errors.append("data: missing required key"), (None, {}))[1])
-    model = _model(raw["model"], registry, errors) if "model" in raw else None
-    if "model" not in raw:
+    data, data_options, model = None, {}, None
+    if "data" in raw:
+        data, data_options = _data(raw["data"], registry, errors)
+    else:
+        errors.append("data: missing required key")
+    if "model" in raw:
+        model = _model(raw["model"], registry, errors)
+    else:
         errors.append("model: missing required key")
     train = _section(TrainConfig, _TRAIN, raw.get("train"), "train", errors)
     _check_train(dataclasses.asdict(train) if train is not None else raw.get("train"), errors)

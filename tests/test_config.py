@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import pytest
 import yaml
 
-from reconad._schema import ParamSchema
+from reconad._schema import CONTEXT_PARAMS, ParamSchema
 from reconad import config as config_module  # its TestConfig imported here would be collected as a test class
 from reconad.config import (ConfigError, TrainConfig, apply_overrides, default_config_path, load_config, load_raw,
                             to_dict, validate)
 from reconad.data import DataSettings
+from reconad.model import build_model
 
 BASE = {
     "data": {"name": "textures", "category": "brick", "image_size": 32},
@@ -190,3 +192,30 @@ def test_switching_dataset_by_override_keeps_no_keys_of_the_other(order):
     assert cfg.name == "folder-memae"
     same = load_config(None, ["data.category=grass"])   # the same dataset: the default's keys stay
     assert (same.data.category, same.name) == ("grass", "textures-memae")
+
+
+def test_component_schemas_are_built_at_registration_from_the_signature(monkeypatch):
+    from reconad.plugins import get_registry
+
+    registry = get_registry()
+    for spec in registry:
+        params = inspect.signature(spec.factory).parameters
+        plain = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        assert spec.schema.context == plain & CONTEXT_PARAMS, spec.name
+        assert set(spec.schema.hints) == plain - CONTEXT_PARAMS - ({"settings"} if spec.kind == "dataset" else set())
+    # validating and building read the stored schemas: no signature is inspected again
+    monkeypatch.setattr(ParamSchema, "of_factory", classmethod(lambda *a, **k: pytest.fail("schema rebuilt")))
+    cfg = validate(BASE, registry)
+    build_model(cfg.model, registry, 1, 32)
+
+
+def test_tuple_parameters_take_yaml_lists_of_the_right_length():
+    def factory(size: tuple[int, int] = (1, 2), weights: tuple[float, ...] = ()) -> None:
+        pass
+
+    schema, errors = ParamSchema.of_factory(factory), []
+    out = schema.validate({"size": [3, 4], "weights": [1, "2e-3"]}, "model.x", errors)
+    assert out == {"size": [3, 4], "weights": [1.0, 0.002]} and isinstance(out["size"], list) and errors == []
+    schema.validate({"size": [3]}, "model.x", errors)
+    schema.validate({"size": [3, "a"]}, "model.y", errors)
+    assert errors == ["model.x.size: expected 2 items, got 1", "model.y.size[1]: expected int, got 'a'"]
