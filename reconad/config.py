@@ -1,33 +1,30 @@
-"""Configs: YAML (``yaml.safe_load`` only) -> validated dataclasses, with one error naming every YAML path
-that is wrong (``model.memory.slots: expected int, got 'many'``) before anything is trained.
+"""Configs: YAML (``yaml.safe_load`` semantics only) -> validated dataclasses, with one error naming every
+YAML path that is wrong (``model.memory.slots: expected int, got 'many'``) before anything is trained.
 
-Core sections are the dataclasses below; a component's keys (``model.encoder.*`` ...) and a dataset's own
-keys (``data.*`` beyond ``DataSettings``) are validated from the registered factory's signature.
+The dataclasses below are the core sections; a component's keys (``model.encoder.*`` ...) and a dataset's
+keys (``data.*``: ``DataSettings`` plus the dataset's own options) come from the registered factory's
+signature. pydantic checks every mapping (``reconad._schema``); this module says what the sections are and
+how a user's file layers over the default config.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import inspect
+import functools
 import os
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
+from ._schema import CONTEXT_PARAMS, ParamSchema, unknown_key
 from .data.base import DataSettings
-from .registry import Registry, RegistryError
+from .registry import ComponentSpec, Registry, RegistryError
 
 __all__ = [
     "CONTEXT_PARAMS", "ComponentConfig", "Config", "ConfigError", "ModelConfig", "TestConfig", "TrainConfig",
-    "apply_overrides", "component_params", "default_config_path", "load_config", "to_dict", "validate",
+    "apply_overrides", "default_config_path", "layer", "load_config", "load_raw", "to_dict", "validate",
 ]
-
-# Filled in by reconad when a factory declares them; never set from a config.
-CONTEXT_PARAMS = frozenset({"in_channels", "out_channels", "image_size", "in_shape"})
 
 
 class ConfigError(ValueError):
@@ -79,6 +76,13 @@ class TestConfig:
 
 
 @dataclass
+class _TopLevel:
+    """The top-level keys besides the sections (data, model, train, test), which have schemas of their own."""
+    seed: int = 0
+    name: str = "reconad"
+
+
+@dataclass
 class Config:
     data: DataSettings
     model: ModelConfig
@@ -89,171 +93,21 @@ class Config:
     data_options: dict[str, Any] = field(default_factory=dict)   # the dataset's own keys under data:
 
 
+_TOP, _TRAIN, _TEST = (ParamSchema.of_dataclass(c) for c in (_TopLevel, TrainConfig, TestConfig))
+_MODEL_KEYS = [f.name for f in dataclasses.fields(ModelConfig)]
+
+
+@functools.lru_cache(maxsize=None)
+def _data_schema(spec: ComponentSpec) -> ParamSchema:
+    """The ``data:`` section of one dataset: ``DataSettings`` and the dataset's own options, in one mapping."""
+    return ParamSchema.of_dataclass(DataSettings, extra=spec.schema)
+
+
 def default_config_path() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.yaml")
 
 
-# ---------------------------------------------------------------------------------------------- values
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin in (list, tuple):
-        args = typing.get_args(tp)
-        return f"list of {_type_name(args[0])}" if args else "list"
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, path: str, errors: list[str]) -> Any:
-    """Check ``value`` against the type hint ``tp``; return it (ints widened to float, tuples to lists)."""
-    if tp is Any or tp is inspect.Parameter.empty:
-        return value
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            trial: list[str] = []
-            out = _convert(value, arg, path, trial)
-            if not trial:
-                return out
-        errors.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
-        return value
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.append(f"{path}: expected one of {', '.join(repr(c) for c in choices)}, got {value!r}{hint}")
-        return value
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            errors.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
-            return value
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                errors.append(f"{path}: expected {len(args)} items, got {len(value)}")
-                return list(value)
-            return [_convert(v, a, f"{path}[{i}]", errors) for i, (v, a) in enumerate(zip(value, args))]
-        item = args[0] if args else Any
-        return [_convert(v, item, f"{path}[{i}]", errors) for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            errors.append(f"{path}: expected a mapping, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            errors.append(f"{path}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{path}: expected int, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool):
-            errors.append(f"{path}: expected float, got {value!r}")
-            return value
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        errors.append(f"{path}: expected float, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            errors.append(f"{path}: expected str, got {value!r}")
-        return value
-    if isinstance(tp, type) and not isinstance(value, tp):
-        errors.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def _unknown(key: str, known: list[str], path: str) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
-    return f"{path}: unknown key{hint}"
-
-
-def _dataclass(cls: type, raw: Any, path: str, errors: list[str], *, allow_extra: bool = False
-               ) -> tuple[Any, dict[str, Any]]:
-    """Build dataclass ``cls`` from the mapping ``raw``; returns (instance or None, extra keys)."""
-    if not isinstance(raw, dict):
-        errors.append(f"{path or '(top level)'}: expected a mapping, got {raw!r}")
-        return None, {}
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs, extra = {}, {}
-    for key, value in raw.items():
-        sub = f"{path}.{key}" if path else str(key)
-        if key not in fields:
-            if allow_extra:
-                extra[key] = value
-            else:
-                errors.append(_unknown(str(key), list(fields), sub))
-            continue
-        kwargs[key] = _convert(value, hints[key], sub, errors)
-    for name, f in fields.items():
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            errors.append(f"{path + '.' if path else ''}{name}: missing required key")
-    try:
-        return cls(**kwargs), extra
-    except TypeError:
-        return None, extra
-
-
-# ------------------------------------------------------------------------------------------ components
-
-def component_params(factory: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
-    """(config parameters, their type hints, accepts **kwargs) of a component factory."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    sig = inspect.signature(factory)
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - unresolvable hints: fall back to no type checking
-        hints = {}
-    params = {}
-    var_kw = False
-    for name, p in sig.parameters.items():
-        if p.kind is p.VAR_KEYWORD:
-            var_kw = True
-        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in CONTEXT_PARAMS:
-            params[name] = p
-    return params, hints, var_kw
-
-
-def _check_params(factory: Any, params: dict[str, Any], path: str, errors: list[str],
-                  skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    allowed, hints, var_kw = component_params(factory)
-    out = {}
-    for key, value in params.items():
-        sub = f"{path}.{key}"
-        if key in CONTEXT_PARAMS:
-            errors.append(f"{sub}: is filled in by reconad from the data and the other components; remove it")
-        elif key in allowed:
-            out[key] = _convert(value, hints.get(key, Any), sub, errors)
-        elif var_kw:
-            out[key] = value
-        else:
-            errors.append(_unknown(key, [k for k in allowed if k not in skip] + ["name"], sub))
-    for name, p in allowed.items():
-        if name in skip:
-            continue
-        if p.default is inspect.Parameter.empty and name not in out:
-            errors.append(f"{path}.{name}: missing required key")
-    return out
-
+# ------------------------------------------------------------------------------------------ validation
 
 def _component(raw: Any, kind: str, path: str, registry: Registry, errors: list[str]) -> ComponentConfig | None:
     if isinstance(raw, str):
@@ -262,22 +116,25 @@ def _component(raw: Any, kind: str, path: str, registry: Registry, errors: list[
         errors.append(f"{path}: expected a component name or a mapping with 'name', got {raw!r}")
         return None
     name, params = raw["name"], {k: v for k, v in raw.items() if k != "name"}
+    if not isinstance(name, str):
+        errors.append(f"{path}.name: expected a {kind} name, got {name!r}")
+        return None
     try:
         spec = registry.get(kind, name)
     except RegistryError as exc:
         errors.append(f"{path}.name: {exc}")
         return None
-    return ComponentConfig(name, _check_params(spec.factory, params, path, errors))
+    return ComponentConfig(name, spec.schema.validate(params, path, errors, also_known=("name",)))
 
 
 def _model(raw: Any, registry: Registry, errors: list[str]) -> ModelConfig | None:
     if not isinstance(raw, dict):
         errors.append(f"model: expected a mapping, got {raw!r}")
         return None
-    known = [f.name for f in dataclasses.fields(ModelConfig)]
+    before = len(errors)
     for key in raw:
-        if key not in known:
-            errors.append(_unknown(str(key), known, f"model.{key}"))
+        if key not in _MODEL_KEYS:
+            errors.append(unknown_key(str(key), _MODEL_KEYS, f"model.{key}"))
     parts: dict[str, Any] = {}
     for key in ("encoder", "decoder"):
         if raw.get(key) is None:
@@ -286,7 +143,9 @@ def _model(raw: Any, registry: Registry, errors: list[str]) -> ModelConfig | Non
             parts[key] = _component(raw[key], key, f"model.{key}", registry, errors)
     for key in ("memory", "masker"):
         parts[key] = None if raw.get(key) is None else _component(raw[key], key, f"model.{key}", registry, errors)
-    scorers = raw.get("scorers", ["l2"])
+    scorers = raw.get("scorers")
+    if scorers is None:  # absent or null: the default
+        scorers = ["l2"]
     if isinstance(scorers, (str, dict)):
         scorers = [scorers]
     if not isinstance(scorers, list) or not scorers:
@@ -294,11 +153,38 @@ def _model(raw: Any, registry: Registry, errors: list[str]) -> ModelConfig | Non
         scorers = []
     parts["scorers"] = [_component(s, "scorer", f"model.scorers[{i}]", registry, errors)
                         for i, s in enumerate(scorers)]
-    parts["objective"] = _component(raw.get("objective", "reconstruction"), "objective", "model.objective",
-                                    registry, errors)
-    if errors:
-        return None
-    return ModelConfig(**parts)
+    objective = raw.get("objective")
+    parts["objective"] = _component("reconstruction" if objective is None else objective, "objective",
+                                    "model.objective", registry, errors)
+    return None if len(errors) > before else ModelConfig(**parts)
+
+
+def _data(raw: Any, registry: Registry, errors: list[str]) -> tuple[DataSettings | None, dict[str, Any]]:
+    """(the core settings, the dataset's own options) of the ``data:`` section, checked as one mapping."""
+    if not isinstance(raw, dict):
+        errors.append(f"data: expected a mapping, got {raw!r}")
+        return None, {}
+    if not isinstance(raw.get("name"), str):
+        errors.append("data.name: missing required key" if raw.get("name") is None
+                      else f"data.name: expected a dataset name, got {raw['name']!r}")
+        return None, {}
+    try:
+        spec = registry.get("dataset", raw["name"])
+    except RegistryError as exc:
+        errors.append(f"data.name: {exc}")
+        return None, {}
+
+    def owners(key: str) -> str:  # an option of another dataset: say which
+        names = [s.name for s in registry if s.kind == "dataset" and key in s.schema.hints]
+        return f"{key!r} is an option of dataset {', '.join(map(repr, names))}" if names else ""
+
+    before = len(errors)
+    values = _data_schema(spec).validate(raw, "data", errors, unknown_note=owners)
+    if len(errors) > before:
+        return None, {}
+    core = {f.name for f in dataclasses.fields(DataSettings)}
+    return (DataSettings(**{k: v for k, v in values.items() if k in core}),
+            {k: v for k, v in values.items() if k not in core})
 
 
 def validate(raw: Any, registry: Registry | None = None) -> Config:
@@ -307,36 +193,26 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
         from .plugins import get_registry
 
         registry = get_registry()
-    errors: list[str] = []
     if not isinstance(raw, dict):
         raise ConfigError(f"(top level): expected a mapping of sections, got {raw!r}")
-    known = [f.name for f in dataclasses.fields(Config) if f.name != "data_options"]
-    for key in raw:
-        if key not in known:
-            errors.append(_unknown(str(key), known, str(key)))
-    data, data_options = None, {}
-    if "data" not in raw:
-        errors.append("data: missing required key")
+    errors: list[str] = []
+    top = _TOP.validate({k: v for k, v in raw.items() if k not in ("data", "model", "train", "test")}, "",
+                        errors, also_known=("data", "model", "train", "test"))
+    data, data_options, model = None, {}, None
+    if "data" in raw:
+        data, data_options = _data(raw["data"], registry, errors)
     else:
-        data, extra = _dataclass(DataSettings, raw["data"], "data", errors, allow_extra=True)
-        if data is not None:
-            try:
-                spec = registry.get("dataset", data.name)
-                data_options = _check_params(spec.factory, extra, "data", errors, skip=("settings",))
-            except RegistryError as exc:
-                errors.append(f"data.name: {exc}")
-    model = _model(raw.get("model"), registry, errors) if "model" in raw else None
-    if "model" not in raw:
+        errors.append("data: missing required key")
+    if "model" in raw:
+        model = _model(raw["model"], registry, errors)
+    else:
         errors.append("model: missing required key")
-    train, _ = _dataclass(TrainConfig, raw.get("train", {}) or {}, "train", errors)
-    if train is not None:
-        _check_train(train, errors)
-    before = len(errors)
-    test, _ = _dataclass(TestConfig, raw.get("test", {}) or {}, "test", errors)
-    if test is not None and len(errors) == before and not 0.0 < test.threshold_quantile <= 1.0:
+    train = _section(TrainConfig, _TRAIN, raw.get("train"), "train", errors)
+    _check_train(dataclasses.asdict(train) if train is not None else raw.get("train"), errors)
+    test = _section(TestConfig, _TEST, raw.get("test"), "test", errors)
+    if test is not None and not 0.0 < test.threshold_quantile <= 1.0:
         errors.append(f"test.threshold_quantile: expected a value in (0, 1], got {test.threshold_quantile}")
-    seed = _convert(raw.get("seed", 0), int, "seed", errors)
-    name = _convert(raw.get("name", "reconad"), str, "name", errors)
+    seed, name = top.get("seed", 0), top.get("name", "reconad")
     if data is not None and "seed" not in raw["data"]:
         data.seed = seed  # one seed for the whole run unless the data section sets its own
     if errors:
@@ -344,41 +220,87 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
     return Config(data=data, model=model, train=train, test=test, seed=seed, name=name, data_options=data_options)
 
 
-def _check_train(train: TrainConfig, errors: list[str]) -> None:
-    """Ranges of the train section (fields whose type is already wrong were reported and are skipped)."""
-    def num(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _section(cls: type, schema: ParamSchema, raw: Any, path: str, errors: list[str]) -> Any:
+    """A core section's dataclass (absent or null: every default), or None when it has errors."""
+    before = len(errors)
+    values = schema.validate({} if raw is None else raw, path, errors)
+    return None if len(errors) > before else cls(**values)
 
-    if num(train.epochs) and train.epochs < 1 and train.steps is None:
-        errors.append(f"train.epochs: expected >= 1, got {train.epochs}")
-    if num(train.steps) and train.steps < 1:
-        errors.append(f"train.steps: expected >= 1 or null, got {train.steps}")
-    if num(train.batch_size) and train.batch_size < 1:
-        errors.append(f"train.batch_size: expected >= 1, got {train.batch_size}")
-    if num(train.lr) and train.lr <= 0:
-        errors.append(f"train.lr: expected > 0, got {train.lr}")
-    if num(train.select_every) and train.select_every < 0:
-        errors.append(f"train.select_every: expected epochs >= 0 (0: keep the last model), got {train.select_every}")
-    dev = train.device
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_train(raw: Any, errors: list[str]) -> None:
+    """Ranges of the train section; a value whose type is wrong was reported already and is skipped here, so
+    one error lists every problem."""
+    t = {**dataclasses.asdict(TrainConfig()), **(raw if isinstance(raw, dict) else {})}
+    if _num(t["epochs"]) and t["epochs"] < 1 and t["steps"] is None:
+        errors.append(f"train.epochs: expected >= 1, got {t['epochs']}")
+    if _num(t["steps"]) and t["steps"] < 1:
+        errors.append(f"train.steps: expected >= 1 or null, got {t['steps']}")
+    if _num(t["batch_size"]) and t["batch_size"] < 1:
+        errors.append(f"train.batch_size: expected >= 1, got {t['batch_size']}")
+    if _num(t["lr"]) and t["lr"] <= 0:
+        errors.append(f"train.lr: expected > 0, got {t['lr']}")
+    if _num(t["select_every"]) and t["select_every"] < 0:
+        errors.append(f"train.select_every: expected epochs >= 0 (0: keep the last model), got {t['select_every']}")
+    dev = t["device"]
     if isinstance(dev, str) and not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         errors.append(f"train.device: expected auto, cpu, cuda or cuda:N, got {dev!r}")
 
 
 # ------------------------------------------------------------------------------------------- loading
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (the same safe tags), except that a key given twice in one mapping is an error
+    instead of the second silently replacing the first. Keys merged in with ``<<`` may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(f"duplicate key {key!r} at lines {seen[key]} and {line}")
+                seen[key] = line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: str) -> Any:
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh) or {}
+            return yaml.load(fh, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"config file {path!r}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
 
 
+def _read_mapping(path: str) -> dict[str, Any]:
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path!r}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a raw config mapping (a copy)."""
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a raw config mapping (a copy). ``key=null``
+    resets a key to its default (or sets null where null is a value, e.g. ``model.memory=null``). Switching
+    ``data.name`` drops the other dataset's keys: only the ``data.*`` keys these overrides set are kept."""
     raw = copy.deepcopy(raw)
+    data_before = raw.get("data", {}).get("name") if isinstance(raw.get("data"), dict) else None
+    data_set: set[str] = set()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=5")
@@ -402,23 +324,44 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node[part] = child
             node = child
         node[parts[-1]] = value
+        if parts[0] == "data" and len(parts) > 1:
+            data_set.add(parts[1])
+    data = raw.get("data")
+    if isinstance(data, dict) and "name" in data_set and data.get("name") != data_before:
+        raw["data"] = {k: v for k, v in data.items() if k in data_set}
     return raw
+
+
+def layer(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """A user's config over a base config (the default): each section the user gives replaces the base's
+    section whole (a model or a dataset never mixes with another's keys), the others come from the base.
+    The base's ``name`` is not inherited: a run is named by its own config."""
+    return {**{k: v for k, v in base.items() if k != "name"}, **user}
 
 
 def load_raw(path: str | None, overrides: list[str] = ()) -> dict[str, Any]:
     """The raw mapping of ``path`` (the default config when None) with ``overrides`` applied."""
-    raw = _read_yaml(path or default_config_path())
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path!r}: expected a mapping of sections, got {type(raw).__name__}")
-    return apply_overrides(raw, list(overrides))
+    return apply_overrides(_read_mapping(path or default_config_path()), list(overrides))
 
 
 def load_config(path: str | None = None, overrides: list[str] = (), registry: Registry | None = None) -> Config:
-    """Load, override and validate a config file (the default config when ``path`` is None)."""
-    raw = load_raw(path, overrides)
-    if path and "name" not in raw:
-        raw["name"] = os.path.splitext(os.path.basename(path))[0]  # runs are named after their config file
+    """Load a config file layered over the default config (``layer``), override and validate it. A run is
+    named by the config's ``name``, else its file name, else (the default config) ``<dataset>-<model>``."""
+    default = _read_mapping(default_config_path())
+    raw = apply_overrides(layer(default, _read_mapping(path)) if path else default, list(overrides))
+    if "name" not in raw:
+        raw["name"] = os.path.splitext(os.path.basename(path))[0] if path else _default_name(raw)
     return validate(raw, registry)
+
+
+def _default_name(raw: dict[str, Any]) -> str:
+    """``textures-memae``: the dataset and the model's memory (else its encoder)."""
+    def name(v: Any) -> Any:
+        return v.get("name") if isinstance(v, dict) else v
+
+    data, model = raw.get("data"), raw.get("model")
+    parts = [name(data), name(model.get("memory") or model.get("encoder")) if isinstance(model, dict) else None]
+    return "-".join(str(p) for p in parts if p) or "reconad"
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -18,9 +18,13 @@ Registration hooks receive a ``register`` callback::
 
 - ``name`` (str) is what configs use (``model.encoder.name: conv``); an unknown name is an error listing
   the available names and the closest one.
-- ``factory`` is a class or function. Its keyword parameters are the component's config keys: give them
-  type hints and defaults; reconad validates a config against them before training
-  (``model.memory.slots: expected int, got 'many'``, unknown keys with "did you mean").
+- ``factory`` is a class or function. **Its keyword parameters are the component's config keys**: give them
+  type hints and defaults. When the component is registered, reconad builds its schema from the signature
+  once (``ComponentSpec.schema``, checked by pydantic in strict mode: ``3`` is not a ``bool``, ``"3"`` not an
+  ``int``; an ``int`` widens to a ``float``) and validates every config against it before training
+  (``model.memory.slots: expected int, got 'many'``, unknown keys with "did you mean" and the valid keys).
+  A factory taking ``**kwargs`` accepts any further key, unchecked. A null for a parameter whose type does
+  not take null means its default.
 - Context parameters are filled in by reconad when the factory declares them, and may not be set in a
   config: ``in_channels``, ``out_channels`` (image channels), ``image_size`` (the square input side) and
   ``in_shape`` (the incoming features' shape without the batch dimension: a tuple, or a list of tuples

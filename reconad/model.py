@@ -6,7 +6,6 @@ shapes before any training.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -90,8 +89,7 @@ class ReconModel(nn.Module):
 def _build(registry: Registry, kind: str, cc: ComponentConfig, context: dict[str, Any],
            source: str | None = None) -> Any:
     spec = registry.get(kind, cc.name)
-    sig = inspect.signature(spec.factory)
-    ctx = {k: v for k, v in context.items() if k in sig.parameters}
+    ctx = {k: v for k, v in context.items() if k in spec.schema.context}
     try:
         return spec.build(**ctx, **cc.params)
     except (ValueError, TypeError) as exc:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import difflib
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
+
+from ._schema import ParamSchema
 
 __all__ = ["KINDS", "ComponentSpec", "Registry", "RegistryError"]
 
@@ -37,6 +39,14 @@ class ComponentSpec:
     plugin: str
     description: str
     contract_model: Mapping[str, Any] | None = None  # test-only neighbours for tests/test_contract.py
+    # the config keys the factory takes, from its signature: built once, here (a dataset's ``settings`` is
+    # reconad's, not a config key)
+    schema: ParamSchema = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.schema is None:
+            skip = ("settings",) if self.kind == "dataset" else ()
+            object.__setattr__(self, "schema", ParamSchema.of_factory(self.factory, skip))
 
     def build(self, **kwargs: object) -> object:
         return self.factory(**kwargs)

@@ -1,10 +1,18 @@
 """Config validation: one error naming every bad YAML path, before anything is built or trained."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import pytest
 import yaml
 
-from reconad.config import ConfigError, apply_overrides, load_config, to_dict, validate
+from reconad._schema import CONTEXT_PARAMS, ParamSchema
+from reconad import config as config_module  # its TestConfig imported here would be collected as a test class
+from reconad.config import (ConfigError, TrainConfig, apply_overrides, default_config_path, load_config, load_raw,
+                            to_dict, validate)
+from reconad.data import DataSettings
+from reconad.model import build_model
 
 BASE = {
     "data": {"name": "textures", "category": "brick", "image_size": 32},
@@ -100,3 +108,114 @@ def test_default_config_is_valid_and_named_after_its_file(tmp_path):
     p = tmp_path / "mine.yaml"
     p.write_text(yaml.safe_dump(BASE))
     assert load_config(str(p)).name == "mine"
+
+
+def test_errors_name_list_items_unions_and_top_level_keys():
+    msg = _error(apply_overrides(BASE, ["train.betas=[0.9, fast]", "train.steps=many", "train.amp=3",
+                                        "train.epochs=2.5", "model.encoder.channels=5", "seed=x", "trian=1"]))
+    for expected in ("train.betas[1]: expected float, got 'fast'", "train.steps: expected int | null, got 'many'",
+                     "train.amp: expected true or false, got 3", "train.epochs: expected int, got 2.5",
+                     "model.encoder.channels: expected list of int, got 5", "seed: expected int, got 'x'",
+                     "trian: unknown key; did you mean 'train'?"):
+        assert expected in msg
+    assert len(msg.splitlines()) == 1 + 7  # the heading, then one line per problem
+    # strict: a bool is not an int, a number is not a string
+    assert "train.batch_size: expected int, got True" in _error(apply_overrides(BASE, ["train.batch_size=true"]))
+    assert "name: expected str, got 3" in _error(apply_overrides(BASE, ["name=3"]))
+
+
+def test_dataset_unknown_key_lists_every_key_of_the_section():
+    raw = {**BASE, "data": {"name": "folder", "root": "/nowhere", "patch_size": 8}}
+    line = next(x for x in _error(raw).splitlines() if "data.patch_size" in x)
+    assert line.strip().startswith("data.patch_size: unknown key")
+    for key in (f.name for f in dataclasses.fields(DataSettings)):   # folder has no options of its own
+        assert key in line.split("known keys:")[1]
+    assert "'patch_size' is an option of dataset 'textures'" in line
+    # a dataset's own options are listed beside the core keys
+    line = _error(apply_overrides(BASE, ["data.patch_sise=8"])).splitlines()[1]
+    assert "did you mean 'patch_size'?" in line and "anomaly_fraction" in line and "image_size" in line
+
+
+def test_null_resets_a_key_to_its_default_where_null_is_not_a_value():
+    cfg = validate(apply_overrides(BASE, ["train.epochs=null", "model.memory.slots=null", "data.category=null",
+                                          "test.batch_size=null"]))
+    assert cfg.train.epochs == TrainConfig().epochs and cfg.test.batch_size == config_module.TestConfig().batch_size
+    assert cfg.model.memory.params == {} and cfg.data.category is None
+    assert validate(apply_overrides(BASE, ["model.memory=null"])).model.memory is None
+    # where null is a value (int | None), it is kept, not replaced by the default
+
+    def factory(width: int | None = 5, depth: int = 3) -> None:
+        pass
+
+    errors: list[str] = []
+    assert ParamSchema.of_factory(factory).validate({"width": None, "depth": None}, "p", errors) == {"width": None}
+    assert errors == []
+
+
+def _write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_duplicate_yaml_keys_are_an_error_naming_the_key_and_both_lines(tmp_path):
+    path = _write(tmp_path, "dup.yaml", "train:\n  epochs: 1\ndata: {name: textures}\ntrain:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml'?: duplicate key 'train' at lines 1 and 4"):
+        load_config(path)
+    nested = _write(tmp_path, "nested.yaml", "data:\n  name: textures\n  category: brick\n  category: grass\n")
+    with pytest.raises(ConfigError, match="duplicate key 'category' at lines 3 and 4"):
+        load_raw(nested)
+    # YAML merge keys may still be overridden: that is not a duplicate
+    merged = _write(tmp_path, "merge.yaml", "x: &t {epochs: 1, lr: 0.5}\ntrain:\n  <<: *t\n  epochs: 2\n")
+    assert load_raw(merged)["train"] == {"epochs": 2, "lr": 0.5}
+
+
+def test_a_user_config_layers_over_the_default_without_mixing_datasets_or_models(tmp_path):
+    with open(default_config_path(), encoding="utf-8") as fh:
+        default = yaml.safe_load(fh)
+    path = _write(tmp_path, "mine.yaml", "data: {name: folder, root: /data/bottle}\n")
+    cfg = load_config(path)
+    assert (cfg.data.name, cfg.data.root, cfg.data.category, cfg.data_options) == ("folder", "/data/bottle",
+                                                                                    None, {})
+    assert cfg.model.memory.name == default["model"]["memory"]["name"]
+    assert cfg.train.epochs == default["train"]["epochs"] and cfg.name == "mine"
+    # a model section replaces the default's whole: no default memory leaks into a model without one
+    path = _write(tmp_path, "plain.yaml", "model: {encoder: conv, decoder: conv}\n")
+    cfg = load_config(path)
+    assert cfg.model.memory is None and cfg.data.name == default["data"]["name"] and cfg.name == "plain"
+
+
+@pytest.mark.parametrize("order", [["data.name=folder", "data.root=/x"], ["data.root=/x", "data.name=folder"]])
+def test_switching_dataset_by_override_keeps_no_keys_of_the_other(order):
+    cfg = load_config(None, order)
+    assert (cfg.data.name, cfg.data.root, cfg.data.category, cfg.data_options) == ("folder", "/x", None, {})
+    assert cfg.name == "folder-memae"
+    same = load_config(None, ["data.category=grass"])   # the same dataset: the default's keys stay
+    assert (same.data.category, same.name) == ("grass", "textures-memae")
+
+
+def test_component_schemas_are_built_at_registration_from_the_signature(monkeypatch):
+    from reconad.plugins import get_registry
+
+    registry = get_registry()
+    for spec in registry:
+        params = inspect.signature(spec.factory).parameters
+        plain = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        assert spec.schema.context == plain & CONTEXT_PARAMS, spec.name
+        assert set(spec.schema.hints) == plain - CONTEXT_PARAMS - ({"settings"} if spec.kind == "dataset" else set())
+    # validating and building read the stored schemas: no signature is inspected again
+    monkeypatch.setattr(ParamSchema, "of_factory", classmethod(lambda *a, **k: pytest.fail("schema rebuilt")))
+    cfg = validate(BASE, registry)
+    build_model(cfg.model, registry, 1, 32)
+
+
+def test_tuple_parameters_take_yaml_lists_of_the_right_length():
+    def factory(size: tuple[int, int] = (1, 2), weights: tuple[float, ...] = ()) -> None:
+        pass
+
+    schema, errors = ParamSchema.of_factory(factory), []
+    out = schema.validate({"size": [3, 4], "weights": [1, "2e-3"]}, "model.x", errors)
+    assert out == {"size": [3, 4], "weights": [1.0, 0.002]} and isinstance(out["size"], list) and errors == []
+    schema.validate({"size": [3]}, "model.x", errors)
+    schema.validate({"size": [3, "a"]}, "model.y", errors)
+    assert errors == ["model.x.size: expected 2 items, got 1", "model.y.size[1]: expected int, got 'a'"]
