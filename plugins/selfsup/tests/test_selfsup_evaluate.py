@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from reconad.builtin.scorers import gaussian_blur
+from reconad.imageops import gaussian_blur
 from reconad_selfsup.evaluate import area_rule_metrics
 from reconad_selfsup.scorer import SelfSupScorer, heatmap
 
