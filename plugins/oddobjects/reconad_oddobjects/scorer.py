@@ -11,7 +11,7 @@ from torch import nn
 from reconad.components import Scores
 from reconad.metrics import normalize_scores
 
-from .objectives import squared_error
+from .objective import squared_error
 
 __all__ = ["ODDScorer", "is_anomaly"]
 
