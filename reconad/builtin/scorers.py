@@ -3,33 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
-import torch.nn.functional as F
-
 from ..components import Scorer, Scores
+from ..imageops import gaussian_blur, reduce_map
 
-__all__ = ["ReconstructionErrorScorer", "gaussian_blur"]
-
-
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian smoothing of ``(B, H, W)`` maps (truncated at 4 sigma, reflect padding)."""
-    if sigma <= 0:
-        return maps
-    radius = max(1, int(4 * sigma + 0.5))
-    x = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    m = maps.unsqueeze(1)
-    pad = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
-    if pad < radius:  # tiny maps: reflect padding cannot exceed the map
-        k = k[radius - pad: radius + pad + 1]
-        k = k / k.sum()
-        radius = pad
-    m = F.pad(m, (radius, radius, 0, 0), mode="reflect") if radius else m
-    m = F.conv2d(m, k.view(1, 1, 1, -1))
-    m = F.pad(m, (0, 0, radius, radius), mode="reflect") if radius else m
-    m = F.conv2d(m, k.view(1, 1, -1, 1))
-    return m.squeeze(1)
+__all__ = ["ReconstructionErrorScorer"]
 
 
 class ReconstructionErrorScorer(Scorer):
@@ -50,14 +27,7 @@ class ReconstructionErrorScorer(Scorer):
         diff = outputs["recon"].float() - outputs["input"].float()
         pixel = (diff * diff if self.error == "squared" else diff.abs()).mean(1)
         pixel = gaussian_blur(pixel, self.sigma)
-        flat = pixel.flatten(1)
-        if self.reduction == "mean":
-            image = flat.mean(1)
-        elif self.reduction == "max":
-            image = flat.amax(1)
-        else:
-            k = max(1, int(round(self.topk_fraction * flat.shape[1])))
-            image = flat.topk(k, dim=1).values.mean(1)
+        image = reduce_map(pixel, self.reduction, self.topk_fraction)
         mem = outputs.get("memory")
         if self.entropy_weight and mem is not None and mem.sample_entropy is not None:
             image = image + self.entropy_weight * mem.sample_entropy.float()

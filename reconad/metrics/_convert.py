@@ -27,11 +27,12 @@ def as_scores(scores: object, name: str = "scores") -> np.ndarray:
     return s
 
 
-def as_labels(labels: object, n: int, name: str = "labels") -> np.ndarray:
-    """1-D boolean labels (True = anomalous); only 0/1 (or bool) values are accepted."""
+def as_labels(labels: object, n: int, name: str = "labels", against: str = "scores") -> np.ndarray:
+    """1-D boolean labels (True = anomalous); only 0/1 (or bool) values are accepted. ``n``: the number of
+    entries of ``against`` (what the labels are paired with, named in the error)."""
     y = to_numpy(labels).reshape(-1)
     if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} entries but scores have {n}; they must match one to one")
+        raise ValueError(f"{name} has {y.shape[0]} entries but {against} have {n}; they must match one to one")
     if y.dtype != np.bool_:
         bad = (y != 0) & (y != 1)
         if bad.any():

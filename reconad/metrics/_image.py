@@ -1,4 +1,5 @@
-"""Image-level (and flattened pixel-level) binary metrics: ROC, AUROC, EER, F1, TPR / TNR.
+"""Image-level (and flattened pixel-level) binary metrics: ROC, AUROC, EER, F1, TPR / TNR, and the confusion
+counts and rates of given decisions.
 
 Conventions (the same everywhere in ``reconad.metrics``):
 
@@ -14,11 +15,13 @@ Counts are int64 and the areas are exact rationals rounded once, so ``auroc`` eq
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ._convert import as_labels, as_scores
+from ._convert import as_labels, as_scores, to_numpy
 
-__all__ = ["auroc", "eer", "f1_max", "f1_score", "roc_curve", "tpr_tnr"]
+__all__ = ["Confusion", "auroc", "confusion", "decision_rates", "eer", "f1_max", "f1_score", "roc_curve", "tpr_tnr"]
 
 
 def _counts(scores: object, labels: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
@@ -79,15 +82,46 @@ def eer(scores: object, labels: object) -> float:
     return float(f)
 
 
-def _confusion(scores: object, labels: object, threshold: float) -> tuple[int, int, int, int]:
+class Confusion(NamedTuple):
+    """Confusion counts of binary decisions (positive = anomalous)."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+
+def _count(p: np.ndarray, y: np.ndarray) -> Confusion:
+    tp = int(np.count_nonzero(p & y))
+    fp = int(np.count_nonzero(p & ~y))
+    fn = int(np.count_nonzero(~p & y))
+    return Confusion(tp, fp, fn, int(p.shape[0]) - tp - fp - fn)
+
+
+def confusion(predicted: object, labels: object) -> Confusion:
+    """``(tp, fp, fn, tn)`` of boolean decisions ``predicted`` (True / 1 = anomalous) against ``labels``, over
+    all entries (images ``(N,)``, or pixels ``(N, H, W)``: flattened). Equals scikit-learn's
+    ``confusion_matrix(labels, predicted).ravel()`` reordered."""
+    p = to_numpy(predicted)
+    p = as_labels(p, p.size, "predicted")
+    return _count(p, as_labels(labels, p.shape[0], against="predictions"))
+
+
+def decision_rates(predicted: object, labels: object) -> dict[str, float | None]:
+    """TPR, TNR, their ``mean`` (balanced accuracy; paper 004's Table 2) and F1 of boolean decisions (see
+    ``confusion``), each None where it is 0 / 0 (TPR without anomalous samples, TNR without normal ones, F1
+    with neither an anomalous sample nor a positive decision), so a report can say "undefined"."""
+    c = confusion(predicted, labels)
+    tpr = c.tp / (c.tp + c.fn) if c.tp + c.fn else None
+    tnr = c.tn / (c.tn + c.fp) if c.tn + c.fp else None
+    mean = (tpr + tnr) / 2 if tpr is not None and tnr is not None else None
+    den = 2 * c.tp + c.fp + c.fn
+    return {"tpr": tpr, "tnr": tnr, "mean": mean, "f1": 2 * c.tp / den if den else None}
+
+
+def _confusion(scores: object, labels: object, threshold: float) -> Confusion:
     s = as_scores(scores)
-    y = as_labels(labels, s.shape[0])
-    pred = s > float(threshold)
-    tp = int(np.sum(pred & y))
-    fp = int(np.sum(pred & ~y))
-    fn = int(np.sum(~pred & y))
-    tn = int(s.shape[0] - tp - fp - fn)
-    return tp, fp, fn, tn
+    return _count(s > float(threshold), as_labels(labels, s.shape[0]))
 
 
 def f1_score(scores: object, labels: object, threshold: float) -> float:

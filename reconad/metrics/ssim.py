@@ -16,6 +16,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..imageops import gaussian_kernel1d
+
 __all__ = ["ssim", "ssim_map"]
 
 
@@ -49,10 +51,7 @@ def _check(x: torch.Tensor, y: torch.Tensor, data_range: float, window_size: int
 
 
 def _window(window_size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    r = window_size // 2
-    t = torch.arange(-r, r + 1, dtype=torch.float64)
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    return (g / g.sum()).to(dtype=dtype, device=device)
+    return gaussian_kernel1d(window_size // 2, sigma).to(dtype=dtype, device=device)   # float64, then cast
 
 
 def _symmetric_pad(x: torch.Tensor, r: int) -> torch.Tensor:

@@ -9,7 +9,8 @@ Every threshold here is used as ``score > threshold`` (anomalous), like ``f1_sco
 * ``area_threshold``: paper 004 (Bauer et al., following Bergmann et al.'s protocol): on held-out normal
   heatmaps, the lowest threshold at which no thresholded heatmap (``map > t``) has an 8-connected
   component larger than ``min_area`` pixels. A test image is then anomalous when
-  ``largest_component_area(map, t) > min_area``.
+  ``largest_component_area(map, t) > min_area``, and its anomalous pixels are ``area_segmentation(map, t,
+  min_area)``: those in such components.
 """
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ import numpy as np
 from ..ops.pro_curve import LABEL_STRUCTURE
 from ._convert import as_scores, to_numpy
 
-__all__ = ["area_threshold", "largest_component_area", "normalize_scores", "normalized_score_threshold",
-           "quantile_threshold"]
-
+__all__ = ["area_segmentation", "area_threshold", "largest_component_area", "normalize_scores",
+           "normalized_score_threshold", "quantile_threshold"]
 
 
 def quantile_threshold(normal_scores: object, q: float = 0.99) -> float:
@@ -71,17 +71,23 @@ def _as_maps(maps: object, what: str) -> np.ndarray:
     return m
 
 
-def _largest(binary: np.ndarray) -> np.ndarray:
-    """Largest 8-connected component area of each (H, W) slice."""
+def _components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected components of each (H, W) slice (never across slices): labels, and each label's area
+    (index 0: the background)."""
     from scipy import ndimage
 
     labels, n = ndimage.label(binary, structure=LABEL_STRUCTURE)
+    return labels, np.bincount(labels.reshape(-1), minlength=n + 1)
+
+
+def _largest(binary: np.ndarray) -> np.ndarray:
+    """Largest 8-connected component area of each (H, W) slice."""
+    labels, sizes = _components(binary)
     out = np.zeros(binary.shape[0], np.int64)
-    if n == 0:
+    if sizes.shape[0] == 1:
         return out
     flat = labels.reshape(-1)
-    sizes = np.bincount(flat, minlength=n + 1)
-    owner = np.zeros(n + 1, np.int64)                # which map each component lies in
+    owner = np.zeros(sizes.shape[0], np.int64)       # which map each component lies in
     fg = np.flatnonzero(flat)
     owner[flat[fg]] = fg // (binary.shape[1] * binary.shape[2])
     np.maximum.at(out, owner[1:], sizes[1:])
@@ -92,6 +98,17 @@ def largest_component_area(maps: object, threshold: float) -> np.ndarray:
     """Area (pixels) of the largest 8-connected component of ``map > threshold``, per map (int64, (N,))."""
     m = _as_maps(maps, "largest_component_area")
     return _largest(m > threshold)
+
+
+def area_segmentation(maps: object, threshold: float, min_area: int) -> np.ndarray:
+    """The pixels of ``map > threshold`` that lie in an 8-connected component of more than ``min_area``
+    pixels, per map: bool, the maps' shape ((H, W) input: (1, H, W)). A map has such a pixel iff
+    ``largest_component_area(map, threshold) > min_area``."""
+    m = _as_maps(maps, "area_segmentation")
+    labels, sizes = _components(m > threshold)
+    keep = sizes > int(min_area)
+    keep[0] = False                                   # the background
+    return keep[labels]
 
 
 def area_threshold(normal_maps: object, min_area: int) -> float:

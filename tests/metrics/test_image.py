@@ -71,6 +71,29 @@ def test_f1_tpr_tnr_at_threshold(rng):
         M.tpr_tnr([0.1, 0.2], [0, 0], 0.5)
 
 
+@pytest.mark.parametrize("shape", [(300,), (4, 9, 11)])
+def test_confusion_and_decision_rates_match_sklearn(rng, shape):
+    y = rng.random(shape) < 0.3
+    pred = rng.random(shape) < 0.4
+    tn, fp, fn, tp = (int(v) for v in sk.confusion_matrix(y.ravel(), pred.ravel(), labels=[0, 1]).ravel())
+    assert M.confusion(pred, y) == (tp, fp, fn, tn)
+    assert M.confusion(torch.from_numpy(pred), y.astype(np.uint8)) == (tp, fp, fn, tn)
+    r = M.decision_rates(pred, y)
+    assert r["tpr"] == pytest.approx(sk.recall_score(y.ravel(), pred.ravel()), abs=1e-12)
+    assert r["tnr"] == pytest.approx(sk.recall_score(~y.ravel(), ~pred.ravel()), abs=1e-12)
+    assert r["mean"] == pytest.approx(sk.balanced_accuracy_score(y.ravel(), pred.ravel()), abs=1e-12)
+    assert r["f1"] == pytest.approx(sk.f1_score(y.ravel(), pred.ravel()), abs=1e-12)
+
+
+def test_decision_rates_say_none_where_undefined():
+    assert M.decision_rates([False, False], [0, 0]) == {"tpr": None, "tnr": 1.0, "mean": None, "f1": None}
+    assert M.decision_rates([True, False], [1, 1]) == {"tpr": 0.5, "tnr": None, "mean": None, "f1": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match="labels has 3 entries but predictions have 2"):
+        M.confusion([True, False], [0, 1, 1])
+    with pytest.raises(ValueError, match="predicted must be 0/1"):
+        M.confusion([0.5, 1.0], [0, 1])
+
+
 def test_f1_max_is_best_over_thresholds(rng):
     s, y = _data(rng)
     best = max(sk.f1_score(y, s >= t) for t in np.unique(s))

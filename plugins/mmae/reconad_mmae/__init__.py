@@ -6,8 +6,8 @@ Registered: encoder ``mmae``, memory ``mmae_multiscale``, decoder ``mmae`` and t
 from __future__ import annotations
 
 from .model import (MMAEDecoder, MMAEEncoder, MultiScaleDecoder, MultiScaleEncoder, MultiScaleMemory,
-                    ScaleAttentionFuser, ScaleMemory, pixel_shuffle_nd, scale_resolutions)
+                    ScaleAttentionFuser, pixel_shuffle_nd, scale_resolutions)
 
 __all__ = ["MMAEDecoder", "MMAEEncoder", "MultiScaleDecoder", "MultiScaleEncoder", "MultiScaleMemory",
-           "ScaleAttentionFuser", "ScaleMemory", "pixel_shuffle_nd", "scale_resolutions"]
+           "ScaleAttentionFuser", "pixel_shuffle_nd", "scale_resolutions"]
 __version__ = "0.1.0"

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from reconad.builtin.conv import halvings
+from reconad.builtin.memae import MemAEMemory
 from reconad.components import MemoryRead
-from reconad.ops import memory_address
 
-__all__ = ["MMAEDecoder", "MMAEEncoder", "MultiScaleDecoder", "MultiScaleEncoder", "MultiScaleMemory", "ScaleAttentionFuser", "ScaleMemory",
-           "pixel_shuffle_nd", "scale_resolutions"]
+__all__ = ["MMAEDecoder", "MMAEEncoder", "MultiScaleDecoder", "MultiScaleEncoder", "MultiScaleMemory",
+           "ScaleAttentionFuser", "pixel_shuffle_nd", "scale_resolutions"]
 
 _NEG_SLOPE = 0.2  # LeakyReLU slope (paper §4.1)
 
@@ -160,37 +160,6 @@ class MMAEEncoder(MultiScaleEncoder):
 
 # ---------------------------------------------------------------------------------------------- memories
 
-class ScaleMemory(nn.Module):
-    """One scale's memory M_i (paper eqs. 4-9): every position of a ``(B, C, *S)`` map (or each ``(B, C)``
-    vector) is a query of size C read with ``reconad.ops.memory_address`` (cosine addressing, softmax, hard
-    shrinkage, entropy). Returns the read features (same shape), the mean entropy and, when not training,
-    each sample's mean entropy ``(B,)``."""
-
-    def __init__(self, dim: int, slots: int = 60, shrink_threshold: float | None = None,
-                 similarity: Literal["cosine", "dot"] = "cosine") -> None:
-        super().__init__()
-        if slots < 1:
-            raise ValueError(f"mmae memory: slots must be >= 1, got {slots}")
-        self.shrink_threshold = 1.0 / slots if shrink_threshold is None else float(shrink_threshold)
-        self.similarity = similarity
-        bound = 1.0 / math.sqrt(dim)
-        self.memory = nn.Parameter(torch.empty(slots, dim).uniform_(-bound, bound))
-
-    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        b, c = f.shape[:2]
-        if c != self.memory.shape[1]:
-            raise ValueError(f"mmae memory: features have {c} channels, the memory's slots {self.memory.shape[1]}")
-        q = f.reshape(b, c, -1).transpose(1, 2).reshape(-1, c)           # (B * positions, C)
-        read = memory_address(q, self.memory.to(q.dtype), self.shrink_threshold, similarity=self.similarity,
-                              return_weights=not self.training)
-        out = read.output.view(b, -1, c).transpose(1, 2).reshape(f.shape)
-        sample_entropy = None
-        if read.weights is not None:
-            w = read.weights
-            sample_entropy = (-(w * torch.log(w.clamp_min(1e-30))).sum(1)).view(b, -1).mean(1)
-        return out, read.entropy, sample_entropy
-
-
 def _as_shapes(in_shape: object, what: str) -> tuple[list[tuple[int, ...]], bool]:
     """(list of per-scale shapes, whether the features are a single tensor rather than a list)."""
     if isinstance(in_shape, (list, tuple)) and in_shape and all(isinstance(s, int) for s in in_shape):
@@ -202,12 +171,14 @@ def _as_shapes(in_shape: object, what: str) -> tuple[list[tuple[int, ...]], bool
 
 
 class MultiScaleMemory(nn.Module):
-    """MMAE's multi-scale memories: one MemAE memory per scale (``slots`` each, 60 in the paper).
+    """MMAE's multi-scale memories (paper eqs. 4-9): one MemAE memory (the core's ``memae``,
+    ``reconad.builtin.memae.MemAEMemory``) per scale, ``slots`` each (60 in the paper).
 
-    Takes a list of K features ``[(B, C_i, *S_i)]`` (or ``(B, C_i)`` vectors; shapes may differ per scale)
-    and returns ``MemoryRead(output=[K de-anomalised features, same shapes], entropy=mean over scales,
-    sample_entropy=(B,) mean over scales when not training, else None)``. A single tensor is read as K=1 and
-    returned as a tensor. ``slots`` is one count for every scale or a list of K counts.
+    Takes a list of K features ``[(B, C_i, *S_i)]`` (or ``(B, C_i)`` vectors; shapes may differ per scale);
+    every position of a map is a query of size C_i. Returns ``MemoryRead(output=[K de-anomalised features,
+    same shapes], entropy=mean over scales, sample_entropy=(B,) mean over scales when not training, else
+    None)``. A single tensor is read as K=1 and returned as a tensor. ``slots`` is one count for every scale
+    or a list of K counts.
     """
 
     def __init__(self, in_shape: list, slots: int | list[int] = 60, shrink_threshold: float | None = None,
@@ -219,18 +190,31 @@ class MultiScaleMemory(nn.Module):
             raise ValueError(f"mmae_multiscale memory: slots lists {len(counts)} counts {counts} for "
                              f"{len(shapes)} scales")
         self.shapes = shapes
-        self.memories = nn.ModuleList(ScaleMemory(s[0], n, shrink_threshold, similarity)
-                                      for s, n in zip(shapes, counts))
+        # MemAEMemory reads vectors or (C, h, w) maps: any other map (video's (C, t, h, w)) is read as
+        # (C, positions, 1), the same queries in the same order
+        self.memories = nn.ModuleList(
+            MemAEMemory(s if len(s) == 1 else (s[0], math.prod(s[1:]), 1), n, shrink_threshold, similarity)
+            for s, n in zip(shapes, counts))
+
+    def _read(self, memory: MemAEMemory, f: torch.Tensor) -> MemoryRead:
+        c = memory.memory.shape[1]
+        if f.dim() < 2 or f.shape[1] != c:
+            raise ValueError(f"mmae_multiscale memory: features of shape {tuple(f.shape)} for a memory of "
+                             f"{c}-channel slots; expected (B, {c}, ...)")
+        if f.dim() == 2:
+            return memory(f)
+        read = memory(f.reshape(f.shape[0], c, -1, 1))
+        return read._replace(output=read.output.reshape(f.shape))
 
     def forward(self, features: torch.Tensor | list[torch.Tensor]) -> MemoryRead:
         feats = [features] if self.single and isinstance(features, torch.Tensor) else list(features)
         if len(feats) != len(self.memories):
             raise ValueError(f"mmae_multiscale memory: built for {len(self.memories)} scales, got {len(feats)} "
                              f"features")
-        reads = [mem(f) for mem, f in zip(self.memories, feats)]
-        outs = [r[0] for r in reads]
-        entropy = torch.stack([r[1] for r in reads]).mean()
-        per = [r[2] for r in reads]
+        reads = [self._read(mem, f) for mem, f in zip(self.memories, feats)]
+        outs = [r.output for r in reads]
+        entropy = torch.stack([r.entropy for r in reads]).mean()
+        per = [r.sample_entropy for r in reads]
         sample = torch.stack(per).mean(0) if all(p is not None for p in per) else None
         return MemoryRead(outs[0] if self.single else outs, entropy, sample)
 

@@ -128,6 +128,24 @@ def test_memory_reads_every_scale_with_memory_address():
     assert MultiScaleMemory([(4,)], slots=20).memories[0].shrink_threshold == pytest.approx(1 / 20)
 
 
+def test_memory_is_the_core_memae_memory_and_reads_video_cubes():
+    from reconad.builtin.memae import MemAEMemory
+
+    torch.manual_seed(3)
+    mem = MultiScaleMemory([(6, 2, 3, 3), (6, 4, 4)], slots=8).eval()
+    torch.manual_seed(3)
+    core = MemAEMemory((6, 2 * 3 * 3, 1), 8)
+    assert all(isinstance(m, MemAEMemory) for m in mem.memories)
+    torch.testing.assert_close(mem.memories[0].memory, core.memory)        # same initialisation
+    f = torch.randn(2, 6, 2, 3, 3)                                          # (B, C, t, h, w)
+    read = mem([f, torch.randn(2, 6, 4, 4)])
+    q = f.reshape(2, 6, -1).transpose(1, 2).reshape(-1, 6)
+    ref = memory_address(q, mem.memories[0].memory.detach(), 1 / 8, return_weights=True)
+    torch.testing.assert_close(read.output[0], ref.output.view(2, -1, 6).transpose(1, 2).reshape(f.shape))
+    with pytest.raises(ValueError, match=r"features of shape \(2, 5, 4, 4\) for a memory of 6-channel slots"):
+        mem([f, torch.randn(2, 5, 4, 4)])
+
+
 def test_memory_takes_a_single_tensor_and_checks_its_input():
     mem = MultiScaleMemory((8, 4, 4), slots=5)             # one tensor: K = 1, returned as a tensor
     read = mem(torch.randn(2, 8, 4, 4))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .model import AEDecoder, AEEncoder, CAEDecoder, CAEEncoder, CVAEEncoder, MemCAEDecoder, MemCAEEncoder, \
     conv_out, plan_stages
-from .objectives import ELBOObjective, ReconstructionEntropyObjective
-from .scoring import ODDScorer, is_anomaly
+from .objective import ELBOObjective, ReconstructionEntropyObjective
+from .scorer import ODDScorer, is_anomaly
 
 __all__ = ["AEDecoder", "AEEncoder", "CAEDecoder", "CAEEncoder", "CVAEEncoder", "ELBOObjective", "MemCAEDecoder",
            "MemCAEEncoder", "ODDScorer", "ReconstructionEntropyObjective", "conv_out", "is_anomaly", "plan_stages"]

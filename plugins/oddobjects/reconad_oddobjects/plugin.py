@@ -1,27 +1,16 @@
 """reconad hook implementations for ODDObjects (paper 000): the four autoencoders, the score and the losses,
-plus the COCO masked-object dataset and the ``reconad oddobjects rank`` command when those modules exist."""
+plus the COCO masked-object dataset and the ``reconad oddobjects rank`` command."""
 from __future__ import annotations
-
-import importlib
-import importlib.util
 
 from reconad import hookimpl
 
 from .model import AEDecoder, AEEncoder, CAEDecoder, CAEEncoder, CVAEEncoder, MemCAEDecoder, MemCAEEncoder
-from .objectives import ELBOObjective, ReconstructionEntropyObjective
-from .scoring import ODDScorer
+from .objective import ELBOObjective, ReconstructionEntropyObjective
+from .scorer import ODDScorer
 
 # the neighbours each component fits, for tests/test_contract.py (the core's defaults feed it conv maps)
 _VECTOR_MODEL = {"memory": None, "objective": "odd_reconstruction", "scorers": ["odd_score"]}
 _MEMORY = {"memory": {"name": "memae", "slots": 500}}
-
-
-def _optional(module: str):
-    """The plugin's module ``module`` when it exists (a missing module is skipped; its own errors are not)."""
-    name = f"{__package__}.{module}"
-    if importlib.util.find_spec(name) is None:
-        return None
-    return importlib.import_module(name)
 
 
 @hookimpl
@@ -56,13 +45,13 @@ def reconad_register_objectives(register):
 
 @hookimpl
 def reconad_register_datasets(register):
-    coco = _optional("coco")
-    if coco is not None:
-        register("coco", coco.coco_dataset)
+    from .data import coco_dataset
+
+    register("coco", coco_dataset)
 
 
 @hookimpl
 def reconad_register_commands(subparsers):
-    rank = _optional("rank")
-    if rank is not None:
-        rank.register_rank_command(subparsers)
+    from .cli import add_commands
+
+    add_commands(subparsers)

@@ -1,4 +1,4 @@
-"""``reconad oddobjects rank``: the data-cleaning report of ODDObjects §4.4 (Figures 6-7).
+"""The data-cleaning report of ODDObjects §4.4 (Figures 6-7), run by ``reconad oddobjects rank`` (``cli.py``).
 
 A model is trained on every selected object of a COCO annotation file (the ``coco`` dataset's ``rank``
 protocol), or loaded with ``--checkpoint``, then every object is scored. The output folder gets, besides the
@@ -14,7 +14,6 @@ The most anomalous objects are where mislabelled, merged or badly drawn segmenta
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import html
@@ -27,7 +26,7 @@ import torch
 
 from reconad.io import atomic_path, atomic_write, write_text
 
-__all__ = ["DEFAULT_CONFIG", "RankResult", "rank_objects", "register_rank_command", "write_rank_report"]
+__all__ = ["DEFAULT_CONFIG", "RankResult", "rank_objects", "write_rank_report"]
 
 # The paper's MemCAE (§3.2) on 256x256 objects, trained for Figures 6-7's 10000 steps; pass --config (for
 # example configs/oddobjects/coco_memcae.yaml) or --set to change it.
@@ -256,57 +255,3 @@ Threshold (scores above it are called anomalous): {html.escape('n/a' if threshol
 </body></html>
 """)
     return files
-
-
-# ----------------------------------------------------------------------------------------------- command
-
-def _cmd_rank(args: argparse.Namespace) -> int:
-    res = rank_objects(args.annotations, args.images, config=args.config, overrides=args.overrides,
-                       out_dir=args.out, checkpoint=args.checkpoint, top=args.top, categories=args.categories,
-                       device=args.device, skip_bad=args.skip_bad)
-    if res.skipped:
-        print(f"skipped {len(res.skipped)} image(s):")
-        for line in res.skipped:
-            print(f"  {line}")
-    if res.files:
-        print(f"ranked {len(res.scores)} objects; every score in {res.files['csv']}")
-        print(f"report: {res.files['html']}")
-    return 0
-
-
-def _subcommands(parser: argparse.ArgumentParser) -> Any:
-    """The sub-parser action of ``parser`` (made when it has none), so other commands can join the group."""
-    for action in parser._actions:      # argparse keeps no public handle on it
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    sub = parser.add_subparsers(dest="oddobjects_command", metavar="COMMAND")
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
-    return sub
-
-
-def register_rank_command(subparsers: Any) -> None:
-    """Add ``reconad oddobjects rank`` (the ``oddobjects`` group is created when not there yet)."""
-    group = subparsers.choices.get("oddobjects") or subparsers.add_parser(
-        "oddobjects", help="ODDObjects (paper 000) tools: rank COCO objects by anomaly score")
-    p = _subcommands(group).add_parser(
-        "rank", help="train on (or load a model for) every object of a COCO file and rank them: rank.csv, "
-                     "top_anomalous.png, top_normal.png, rank.html",
-        description="Rank the objects of a COCO annotation file by anomaly score (ODDObjects §4.4) to find "
-                    "mislabelled or merged segmentations.")
-    p.add_argument("--annotations", required=True, help="COCO annotation JSON file")
-    p.add_argument("--images", required=True, help="folder of the images the annotation file names")
-    p.add_argument("--config", default=None,
-                   help="YAML config for the model and training (default: the paper's MemCAE, 256x256, "
-                        "10000 steps); its data section may set coco options")
-    p.add_argument("--categories", default=None, metavar="A,B",
-                   help="rank only these categories (names or ids, comma-separated; default: the config's "
-                        "data.normal_categories / data.categories, else every category)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set train.steps=500 (repeatable)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/<config>-rank-<time>/)")
-    p.add_argument("--checkpoint", default=None,
-                   help="score with this trained checkpoint (or run folder) instead of training")
-    p.add_argument("--top", type=int, default=5, help="objects in each picture (default 5, as Figures 6-7)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--skip-bad", action="store_true", help="skip missing or unreadable images and list them")
-    p.set_defaults(func=_cmd_rank)

@@ -21,7 +21,7 @@ from reconad.config import ConfigError, validate  # noqa: E402
 from reconad.data import DataError, DataSettings  # noqa: E402
 from reconad_oddobjects import _coco_extract  # noqa: E402
 from reconad_oddobjects.augment import ObjectAugment  # noqa: E402
-from reconad_oddobjects.coco import coco_dataset  # noqa: E402
+from reconad_oddobjects.data import coco_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from reconad.plugins import get_registry
 from reconad_oddobjects import plugin
 from reconad_oddobjects.model import (AEDecoder, AEEncoder, CAEDecoder, CAEEncoder, CVAEEncoder, MemCAEDecoder,
                                       MemCAEEncoder, conv_out, plan_stages)
-from reconad_oddobjects.objectives import ELBOObjective, ReconstructionEntropyObjective
-from reconad_oddobjects.scoring import ODDScorer, is_anomaly
+from reconad_oddobjects.objective import ELBOObjective, ReconstructionEntropyObjective
+from reconad_oddobjects.scorer import ODDScorer, is_anomaly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CONFIGS = {m: os.path.join(ROOT, "configs", "oddobjects", f"{m}.yaml") for m in ("ae", "cae", "cvae", "memcae")}
@@ -249,8 +249,13 @@ def test_every_config_validates():
         assert cfg.train.lr == 0.001 and cfg.train.optimizer == "adam"
 
 
-def test_optional_modules_are_skipped_when_missing():
-    assert plugin._optional("no_such_module_here") is None
-    names = {s.name for s in REGISTRY if s.kind == "dataset"}
-    has_coco = plugin._optional("coco") is not None
-    assert ("coco" in names) == has_coco
+def test_the_dataset_and_the_command_are_registered():
+    import argparse
+
+    from reconad_oddobjects.data import coco_dataset
+
+    assert REGISTRY.get("dataset", "coco").factory is coco_dataset
+    parser = argparse.ArgumentParser()
+    plugin.reconad_register_commands(parser.add_subparsers())
+    args = parser.parse_args(["oddobjects", "rank", "--annotations", "a.json", "--images", "imgs"])
+    assert (args.annotations, args.images, args.top) == ("a.json", "imgs", 5)

@@ -14,7 +14,7 @@ the OLED losses convert differences back with a factor 2 (``reconad_oled.losses`
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import nn

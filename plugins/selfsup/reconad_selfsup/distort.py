@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from reconad.imageops import gaussian_kernel1d
 
 __all__ = ["distort", "smooth_noise"]
 
@@ -33,9 +34,7 @@ def smooth_noise(noise: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma > 0:
         n = noise.shape[-1]
         radius = max(1, min(int(3 * sigma + 0.5), n // 2))
-        t = torch.arange(-radius, radius + 1, device=noise.device, dtype=noise.dtype)
-        k = torch.exp(-0.5 * (t / sigma) ** 2)
-        k = (k / k.sum()).view(1, 1, 1, -1)
+        k = gaussian_kernel1d(radius, sigma, dtype=noise.dtype, device=noise.device).view(1, 1, 1, -1)
         b, c = noise.shape[:2]
         m = noise.reshape(b * c, 1, n, n)
         m = F.conv2d(F.pad(m, (radius, radius, 0, 0), mode="circular"), k)

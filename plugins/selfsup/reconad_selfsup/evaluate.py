@@ -15,38 +15,11 @@ import os
 from typing import Any
 
 import numpy as np
-from reconad.metrics import area_threshold
-from reconad.ops.pro_curve import LABEL_STRUCTURE
+from reconad.metrics import area_segmentation, area_threshold, confusion, decision_rates
 
-__all__ = ["AREA_RULE_FILE", "area_rule_from_model", "area_rule_metrics", "component_segmentation", "evaluate_run"]
+__all__ = ["AREA_RULE_FILE", "area_rule_from_model", "area_rule_metrics", "evaluate_run"]
 
 AREA_RULE_FILE = "area_rule.json"
-
-
-def component_segmentation(maps: np.ndarray, threshold: float, min_area: int) -> np.ndarray:
-    """``(N, H, W)`` bool: pixels of ``map > threshold`` in 8-connected components larger than ``min_area``."""
-    from scipy import ndimage
-
-    binary = np.asarray(maps) > threshold
-    labels, n = ndimage.label(binary, structure=LABEL_STRUCTURE)   # 8-connected within each map only
-    if n == 0:
-        return np.zeros(binary.shape, dtype=bool)
-    keep = np.bincount(labels.ravel(), minlength=n + 1) > min_area
-    keep[0] = False
-    return keep[labels]
-
-
-def _rates(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
-    pred, truth = pred.astype(bool).ravel(), truth.astype(bool).ravel()
-    tp = int(np.sum(pred & truth))
-    fp = int(np.sum(pred & ~truth))
-    fn = int(np.sum(~pred & truth))
-    tn = int(np.sum(~pred & ~truth))
-    tpr = tp / (tp + fn) if tp + fn else None
-    tnr = tn / (tn + fp) if tn + fp else None
-    mean = (tpr + tnr) / 2 if tpr is not None and tnr is not None else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None
-    return {"tpr": tpr, "tnr": tnr, "mean": mean, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
 def area_rule_metrics(holdout_maps: Any, test_maps: Any, test_masks: Any | None, test_labels: Any, *,
@@ -78,21 +51,22 @@ def area_rule_metrics(holdout_maps: Any, test_maps: Any, test_masks: Any | None,
             raise ValueError(f"area_rule_metrics: min_area_fraction must be in [0, 1), got {min_area_fraction}")
         min_area = int(round(min_area_fraction * h * w))
     threshold = area_threshold(hold, int(min_area))
-    seg = component_segmentation(test, threshold, int(min_area))
-    image_pred = seg.reshape(seg.shape[0], -1).any(1)
-    img = _rates(image_pred, labels > 0)
+    seg = area_segmentation(test, threshold, int(min_area))
     out: dict[str, Any] = {"pixel_threshold": threshold, "min_area": int(min_area), "n_holdout": int(hold.shape[0]),
                            "n_test": int(test.shape[0])}
-    out.update({f"image_{k}": img[k] for k in ("tpr", "tnr", "mean", "f1")})
-    out["image_counts"] = {k: img[k] for k in ("tp", "fp", "fn", "tn")}
+    _add_rates(out, "image", seg.reshape(seg.shape[0], -1).any(1), labels > 0)
     if test_masks is not None:
         masks = np.asarray(test_masks) > 0.5
         if masks.shape != test.shape:
             raise ValueError(f"area_rule_metrics: test_masks {masks.shape} must match test_maps {test.shape}")
-        pix = _rates(seg, masks)
-        out.update({f"pixel_{k}": pix[k] for k in ("tpr", "tnr", "mean", "f1")})
-        out["pixel_counts"] = {k: pix[k] for k in ("tp", "fp", "fn", "tn")}
+        _add_rates(out, "pixel", seg, masks)
     return out
+
+
+def _add_rates(out: dict[str, Any], level: str, predicted: np.ndarray, truth: np.ndarray) -> None:
+    """``{level}_{tpr,tnr,mean,f1}`` (None where undefined) and ``{level}_counts`` into ``out``."""
+    out.update({f"{level}_{k}": v for k, v in decision_rates(predicted, truth).items()})
+    out[f"{level}_counts"] = confusion(predicted, truth)._asdict()
 
 
 def evaluate_run(run_dir: str, *, min_area: int | None = None, min_area_fraction: float = 0.005,

@@ -8,7 +8,6 @@ RNG, which the trainer seeds from the config), saved in ``state_dict`` so a resu
 from __future__ import annotations
 
 import bisect
-import warnings
 from typing import Any, Literal
 
 import torch
@@ -104,7 +103,6 @@ class SelfSupObjective(Objective):
         self.seed = seed
         self._generator: torch.Generator | None = None
         self._checked_sizes = False
-        self._warned = False
 
     @staticmethod
     def _schedule(progressive: list[list[float]] | None, image_size: int) -> list[tuple[float, int]] | None:
@@ -167,12 +165,7 @@ class SelfSupObjective(Objective):
         return x, x_hat, mask
 
     def current_size(self, ctx: StepContext) -> int:
-        total = getattr(ctx, "total_steps", None)
-        if self.schedule and not total and not self._warned:
-            warnings.warn("selfsup progressive: the trainer gives no StepContext.total_steps; training at the "
-                          "full image size", stacklevel=2)
-            self._warned = True
-        return progressive_size(self.schedule, ctx.step_index, total, self.image_size)
+        return progressive_size(self.schedule, ctx.step_index, ctx.total_steps, self.image_size)
 
     def training_step(self, ctx: StepContext, batch: dict[str, Any]) -> dict[str, float]:
         size = self.current_size(ctx)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from reconad.builtin.scorers import gaussian_blur
 from reconad.components import Scorer, Scores
+from reconad.imageops import gaussian_blur, reduce_map
 
 __all__ = ["SelfSupScorer", "heatmap"]
 
@@ -35,12 +35,4 @@ class SelfSupScorer(Scorer):
 
     def forward(self, outputs: dict[str, Any]) -> Scores:
         pixel = heatmap(outputs["recon"], outputs["input"], self.sigma)
-        flat = pixel.flatten(1)
-        if self.reduction == "max":
-            image = flat.amax(1)
-        elif self.reduction == "mean":
-            image = flat.mean(1)
-        else:
-            k = max(1, int(round(self.topk_fraction * flat.shape[1])))
-            image = flat.topk(k, dim=1).values.mean(1)
-        return Scores(image, pixel)
+        return Scores(reduce_map(pixel, self.reduction, self.topk_fraction), pixel)

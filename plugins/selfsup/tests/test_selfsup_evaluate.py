@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from reconad.builtin.scorers import gaussian_blur
-from reconad_selfsup.evaluate import area_rule_metrics, component_segmentation
+from reconad.imageops import gaussian_blur
+from reconad_selfsup.evaluate import area_rule_metrics
 from reconad_selfsup.scorer import SelfSupScorer, heatmap
 
 
@@ -45,14 +45,6 @@ def test_min_area_fraction_and_no_masks():
     r = area_rule_metrics(hold, test, None, labels, min_area_fraction=0.05)     # 5 pixels of 100
     assert r["min_area"] == 5 and r["pixel_threshold"] == 0.0   # no normal component exceeds 5 pixels
     assert "pixel_tpr" not in r
-
-
-def test_component_segmentation_is_8_connected_per_map():
-    m = np.zeros((2, 5, 5))
-    m[0, 0, 0] = m[0, 1, 1] = m[0, 2, 2] = 1      # a diagonal: one 8-connected component of 3
-    m[1, 0, 0] = 1                                 # same place in another map: not connected to map 0
-    seg = component_segmentation(m, 0.5, 2)
-    assert seg[0].sum() == 3 and seg[1].sum() == 0
 
 
 def test_bad_shapes_are_errors():

@@ -142,7 +142,7 @@ class DCGANDecoder(nn.Module):
 
 class DualDecoder(nn.Module):
     """Two parallel decoders of one structure and no shared parameter (eqs. 6-7): ``{"recon": G1(z),
-    "recon_ssim": G2(z)}``; G1 is trained with MSE (eq. 8), G2 with -SSIM (eq. 9) by the ``two_stage``
+    "recon_ssim": G2(z)}``; G1 is trained with MSE (eq. 8), G2 with -SSIM (eq. 9) by the ``twostage``
     objective."""
 
     def __init__(self, in_shape: Sequence[int], out_channels: int, image_size: int, width: int = 64,

@@ -46,19 +46,19 @@ class TwoStageObjective(Objective):
         for key, value in (("pretrain", pretrain), ("freeze", freeze)):
             allowed = COMPONENTS + (("none",) if key == "freeze" else ())
             if value not in allowed:
-                raise ValueError(f"two_stage: {key} must name a model component ({', '.join(allowed)}), "
+                raise ValueError(f"twostage objective: {key} must name a model component ({', '.join(allowed)}), "
                                  f"got {value!r}")
         if pretrain_epochs < 0 or (pretrain_steps is not None and pretrain_steps < 0):
-            raise ValueError(f"two_stage: pretrain_epochs / pretrain_steps must be >= 0, got "
+            raise ValueError(f"twostage objective: pretrain_epochs / pretrain_steps must be >= 0, got "
                              f"{pretrain_epochs} / {pretrain_steps}")
         losses = dict(losses) if losses is not None else {"recon": "mse", "recon_ssim": "ssim"}
         if not losses:
-            raise ValueError("two_stage: losses must map at least one output key to a loss (mse or ssim)")
+            raise ValueError("twostage objective: losses must map at least one output key to a loss (mse or ssim)")
         for key, kind in losses.items():
             if kind not in LOSS_KINDS:
-                raise ValueError(f"two_stage: losses.{key} must be one of {', '.join(LOSS_KINDS)}, got {kind!r}")
+                raise ValueError(f"twostage objective: losses.{key} must be one of {', '.join(LOSS_KINDS)}, got {kind!r}")
         if len(betas) != 2:
-            raise ValueError(f"two_stage: betas must be two numbers, got {list(betas)}")
+            raise ValueError(f"twostage objective: betas must be two numbers, got {list(betas)}")
         self.pretext_name = pretext
         self.pretext = build_pretext(pretext, pretext_options)
         self.pretrain, self.freeze = pretrain, freeze
@@ -76,7 +76,7 @@ class TwoStageObjective(Objective):
     def _component(self, model: nn.Module, name: str) -> nn.Module:
         comp = getattr(_unwrap(model), name, None)
         if not isinstance(comp, nn.Module):
-            raise ValueError(f"two_stage: the model has no {name} to pre-train or freeze")
+            raise ValueError(f"twostage objective: the model has no {name} to pre-train or freeze")
         return comp
 
     def freeze_component(self, model: nn.Module) -> None:
@@ -94,7 +94,7 @@ class TwoStageObjective(Objective):
         frozen = set() if self.freeze == "none" else {id(p) for p in self._component(model, self.freeze).parameters()}
         rest = [p for p in model.parameters() if id(p) not in frozen]
         if not rest:
-            raise ValueError(f"two_stage: freezing the {self.freeze} leaves no parameter to train in stage 2")
+            raise ValueError(f"twostage objective: freezing the {self.freeze} leaves no parameter to train in stage 2")
         sgd = torch.optim.SGD(pre, lr=self.pretrain_lr, momentum=self.pretrain_momentum,
                               weight_decay=self.pretrain_weight_decay)
         adam = torch.optim.Adam(rest, lr=self.lr, betas=self.betas)
@@ -109,7 +109,7 @@ class TwoStageObjective(Objective):
         total = x.new_zeros(())
         for key, kind in self.losses.items():
             if key not in outputs:
-                raise KeyError(f"two_stage: losses names output {key!r} but the model returns "
+                raise KeyError(f"twostage objective: losses names output {key!r} but the model returns "
                                f"{', '.join(sorted(outputs))}; use the twostage_dual decoder or change losses")
             rec = outputs[key].float()
             term = F.mse_loss(rec, x) if kind == "mse" else -ssim(x, rec, data_range=self.data_range)
@@ -121,7 +121,7 @@ class TwoStageObjective(Objective):
     def training_step(self, ctx: StepContext, batch: dict[str, Any]) -> dict[str, float]:
         n1 = self.stage1_steps(ctx.steps_per_epoch)
         if n1 >= ctx.total_steps:
-            raise ValueError(f"two_stage: stage 1 takes {n1} steps (pretrain_epochs={self.pretrain_epochs}, "
+            raise ValueError(f"twostage objective: stage 1 takes {n1} steps (pretrain_epochs={self.pretrain_epochs}, "
                              f"pretrain_steps={self.pretrain_steps}, {ctx.steps_per_epoch} steps per epoch) but "
                              f"training has {ctx.total_steps} steps in all, leaving none for stage 2; raise "
                              f"train.epochs / train.steps or lower the pretraining")

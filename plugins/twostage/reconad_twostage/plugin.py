@@ -32,6 +32,6 @@ def reconad_register_scorers(register):
 
 @hookimpl
 def reconad_register_objectives(register):
-    register("two_stage", TwoStageObjective,
+    register("twostage", TwoStageObjective,
              description="pretext pre-training (RotNet), then freeze and train the rest (paper 003)",
              contract_model={**_DUAL, "scorers": ["twostage"]})

@@ -1,12 +1,12 @@
 """Pretext tasks for stage 1 of the two-stage recipe, and the registry other plugins add theirs to.
 
 A pretext task is built by a factory ``factory(**options)`` registered under a name in ``PRETEXT_TASKS``
-(use ``register_pretext``); the ``two_stage`` objective looks its ``pretext`` option up there. A task has
+(use ``register_pretext``); the ``twostage`` objective looks its ``pretext`` option up there. A task has
 one method::
 
     loss(component: nn.Module, images: Tensor (B, C, H, W)) -> dict[str, Tensor]   # with a scalar "loss"
 
-where ``component`` is the model part being pre-trained (``two_stage``'s ``pretrain``, the encoder by
+where ``component`` is the model part being pre-trained (``twostage``'s ``pretrain``, the encoder by
 default). Everything it needs (e.g. a classification head) must live in that component, so it is saved in
 checkpoints and optimised by the pretext optimiser. Another plugin reuses the regime with its own task::
 
@@ -84,6 +84,6 @@ def register_pretext(name: str, factory: Callable[..., PretextTask]) -> None:
 
 def build_pretext(name: str, options: dict[str, Any] | None = None) -> PretextTask:
     if name not in PRETEXT_TASKS:
-        raise ValueError(f"two_stage: unknown pretext task {name!r}; registered: {', '.join(sorted(PRETEXT_TASKS))} "
+        raise ValueError(f"twostage objective: unknown pretext task {name!r}; registered: {', '.join(sorted(PRETEXT_TASKS))} "
                          f"(add one with reconad_twostage.pretext.register_pretext)")
     return PRETEXT_TASKS[name](**(options or {}))

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from reconad.components import Scorer, Scores
 from reconad.metrics import ssim, ssim_map
 

@@ -17,7 +17,7 @@ def tiny_model(channels: int = 1, objective: dict | None = None, decoder: str = 
            "model": {"encoder": {"name": "twostage_rotnet", "width": 4},
                      "decoder": {"name": decoder, "width": 4},
                      "scorers": ["twostage"] if decoder == "twostage_dual" else ["l2"],
-                     "objective": {"name": "two_stage", "pretrain_steps": 3, **(objective or {})}}}
+                     "objective": {"name": "twostage", "pretrain_steps": 3, **(objective or {})}}}
     cfg = validate(raw, REGISTRY)
     return build_model(cfg.model, REGISTRY, channels, SIZE)
 

@@ -12,7 +12,8 @@ from reconad_twostage.pretext import PRETEXT_TASKS, RotationPretext, register_pr
 
 
 def test_imagenet_stem_is_torchvision_resnet18():
-    tv = pytest.importorskip("torchvision")
+    import torchvision as tv   # a dev dependency (pyproject's [dev] extra): this test must run, never skip
+
     torch.manual_seed(0)
     ref = tv.models.resnet18(weights=None, num_classes=4).eval()
     ours = RotNetEncoder(3, 64, width=64, stem="imagenet").eval()

@@ -108,3 +108,16 @@ def test_errors():
         m, o = tiny_model(decoder="twostage_dcgan", objective={})
         x = torch.rand(2, 1, 16, 16)
         o.loss(m(x), {"image": x})
+
+
+def test_component_names_share_the_plugin_prefix_and_the_old_objective_name_is_suggested():
+    from reconad.config import ConfigError, validate
+    from reconad.plugins import get_registry
+
+    registry = get_registry()
+    names = {s.name for s in registry if s.factory.__module__.startswith("reconad_twostage.")}
+    assert names == {"twostage", "twostage_rotnet", "twostage_dual", "twostage_dcgan"}
+    raw = {"data": {"name": "digits"}, "model": {"encoder": "twostage_rotnet", "decoder": "twostage_dual",
+                                                  "memory": None, "objective": "two_stage"}}
+    with pytest.raises(ConfigError, match=r"unknown objective 'two_stage'.*did you mean 'twostage'\?"):
+        validate(raw, registry)

@@ -28,8 +28,11 @@ def test_cli_run_twostage_config(tmp_path):
 
 
 def test_every_twostage_config_validates():
-    for name in sorted(os.listdir(os.path.join(ROOT, "configs", "twostage"))):
-        load_config(os.path.join(ROOT, "configs", "twostage", name))
+    names = sorted(os.listdir(os.path.join(ROOT, "configs", "twostage")))
+    assert {"cae.yaml", "twostage.yaml", "twostage_paper.yaml"} <= set(names)
+    for name in names:
+        cfg = load_config(os.path.join(ROOT, "configs", "twostage", name))
+        assert cfg.model.objective.name == "twostage", name
 
 
 def test_resume_across_the_phase_switch_keeps_the_stage1_encoder(tmp_path):

@@ -10,11 +10,9 @@ import torch
 from reconad.components import Scorer, Scores
 from reconad.metrics import normalize_scores
 
-from .objectives import squared_error
+from .objective import squared_error
 
 __all__ = ["ODDScorer", "is_anomaly"]
-
-_HAS_PARTS = "parts" in Scores._fields   # the core's Scores(image, pixel, parts) once it has parts
 
 
 class ODDScorer(Scorer):
@@ -41,7 +39,7 @@ class ODDScorer(Scorer):
         mem = outputs.get("memory")
         ent = mem.sample_entropy.float() if mem is not None and mem.sample_entropy is not None else None
         image = err if ent is None or not self.alpha else err + self.alpha * ent
-        if ent is None or not _HAS_PARTS:
+        if ent is None:
             return Scores(image, pixel)
         # with a memory, the two terms are also reported on their own (scores.csv columns, their AUROCs)
         return Scores(image, pixel, {"error": err, "entropy": ent})
