@@ -76,14 +76,14 @@ def test_run_random_mask_cae_config(tmp_path):
 
 
 def test_segment_and_video_commands(oled_run, tmp_path, capsys):
-    assert main(["oled", "segment", "--checkpoint", oled_run, "--out", str(tmp_path)]) == 0
+    assert main(["oled", "segment", oled_run, "--out", str(tmp_path)]) == 0
     seg = json.load(open(tmp_path / "segmentation.json"))
     assert set(seg) == {"inlier", "outlier"} and all(0.0 <= v <= 1.0 for v in seg.values())
 
     labels = [0, 0, 1, 0, 1, 1]
     frames_dir = _write_frames(tmp_path / "frames", labels)
     (tmp_path / "labels.txt").write_text("\n".join(map(str, labels)) + "\n")
-    assert main(["oled", "video", "--checkpoint", oled_run, "--frames", str(frames_dir), "--labels",
+    assert main(["oled", "video", oled_run, str(frames_dir), "--labels",
                  str(tmp_path / "labels.txt"), "--patch", "16", "--out", str(tmp_path)]) == 0
     rows = _rows(str(tmp_path / "frame_scores.csv"))
     assert [r["frame"] for r in rows] == [f"frame{i}.png" for i in range(6)]
