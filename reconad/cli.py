@@ -1,4 +1,4 @@
-"""The ``reconad`` command: run, train, test, predict, plugins, info (and subcommands plugins add)."""
+"""The ``reconad`` command: run, train, test, predict, video, plugins, info (and subcommands plugins add)."""
 from __future__ import annotations
 
 import argparse
@@ -78,6 +78,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_video(args: argparse.Namespace) -> int:
+    from .engine import score_video
+
+    res = score_video(args.run, args.frames, args.out, labels=args.labels, device=args.device,
+                      batch_size=args.batch_size)
+    if res.metrics is not None:
+        m = res.metrics
+        print(f"{len(res.names)} frames ({m['n_anomalous']} anomalous)")
+        for name, entry in m["scores"].items():
+            print(f"  {name:16s} frame AUROC {entry['frame_auroc']:.4f}  EER {entry['eer']:.4f}")
+    for what, path in res.files.items():
+        print(f"{what}: {path}")
+    return 0
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import get_registry
     from .registry import KINDS
@@ -142,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
     p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("video", help="score every frame of a video with a video run (frame AUROC / EER with labels)",
+                       description="Score a folder of frame images or a video file with a run trained on the "
+                                   "`video` dataset (patches or clips, as the run was trained): frame_scores.csv, "
+                                   "scores.png and, with --labels, video_metrics.json (frame AUROC and EER).")
+    add_run_arguments(p)
+    p.add_argument("frames", help="a folder of frame images or a video file")
+    p.add_argument("--labels", default=None, help="one 0/1 per frame (.txt/.csv, last field; or .npy)")
+    p.add_argument("--batch-size", type=int, default=64, help="units scored at once (default 64)")
+    p.set_defaults(func=_cmd_video)
     p = sub.add_parser("plugins", help="every registered component by kind, with its plugin")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)

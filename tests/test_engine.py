@@ -160,7 +160,7 @@ def test_cli_errors_are_one_line_and_leave_no_folder(tmp_path):
 
 
 def test_cli_help_and_info():
-    for cmd in ("run", "train", "test", "predict", "plugins", "info"):
+    for cmd in ("run", "train", "test", "predict", "video", "plugins", "info"):
         res = _cli(cmd, "--help")
         assert res.returncode == 0 and "usage: reconad" in res.stdout, cmd
     info = json.loads(_cli("info", "--json").stdout)
@@ -211,3 +211,18 @@ def test_run_command_helper_loads_the_run_and_names_a_folder_that_is_not_one(tra
         assert err == [f"reconad {argv[0]}: error: {str(empty)!r} is not a reconad run folder: it has no "
                        "checkpoint.pt (pass the --out folder of `reconad run` / `reconad train`, or its "
                        "checkpoint.pt)"]
+
+
+def test_video_command_names_a_run_that_is_not_a_video_run(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from reconad.cli import main
+
+    out, _ = trained
+    (tmp_path / "frames").mkdir()
+    Image.new("L", (16, 16)).save(tmp_path / "frames" / "f0.png")
+    assert main(["video", str(out), str(tmp_path / "frames"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"reconad video: error: {str(out)!r} is not a video run: it was "
+                                               "trained on data.name 'textures'")
+    assert not (tmp_path / "frames" / "frame_scores.csv").exists()

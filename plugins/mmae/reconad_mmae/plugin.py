@@ -4,11 +4,13 @@ from __future__ import annotations
 from reconad.hookspecs import hookimpl
 
 from .model import MMAEDecoder, MMAEEncoder, MultiScaleMemory
+from .video import VideoMMAEDecoder, VideoMMAEEncoder
 
 
 @hookimpl
 def reconad_register_encoders(register):
     register("mmae", MMAEEncoder, description="MMAE: K strided-conv encoders, one per resolution scale (a list)")
+    register("mmae_video", VideoMMAEEncoder, description="MMAE video: K 3-D encoders over a clip of grey frames")
 
 
 @hookimpl
@@ -20,10 +22,4 @@ def reconad_register_memories(register):
 @hookimpl
 def reconad_register_decoders(register):
     register("mmae", MMAEDecoder, description="MMAE: multi-scale attention fuser + pixel-shuffle decoder")
-
-
-@hookimpl
-def reconad_register_commands(subparsers):
-    from .cli import add_commands
-
-    add_commands(subparsers)
+    register("mmae_video", VideoMMAEDecoder, description="MMAE video: attention fuser + 3-D pixel-shuffle decoder")
