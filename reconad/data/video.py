@@ -223,9 +223,10 @@ class VideoCut:
     def check(self) -> None:
         if self.unit not in ("patches", "clips"):
             raise DataError(f"data.unit: expected 'patches' or 'clips', got {self.unit!r}")
-        for key in ("patch", "clip_frames", "clip_stride", "score_stride") + (("patch_stride",) if self.patch_stride
-                                                                             is not None else ()):
+        for key in ("patch", "patch_stride", "clip_frames", "clip_stride", "score_stride"):
             v = getattr(self, key)
+            if v is None and key == "patch_stride":
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise DataError(f"data.{key}: expected a positive number of "
                                 f"{'frames' if key.startswith(('clip', 'score')) else 'pixels'}, got {v!r}")

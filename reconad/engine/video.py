@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -170,6 +170,5 @@ def score_video(checkpoint: str, frames: str, out_dir: str | None = None, *, lab
         _plot(files["plot"], next(iter(scores.values())), y, f"{trained.config.name}: {os.path.basename(frames)}")
         if metrics is not None:
             files["metrics"] = os.path.join(out_dir, "video_metrics.json")
-            write_json(files["metrics"], {**metrics, "frames": frames, "cut": cut.__dict__ | {
-                "frame_size": list(cut.frame_size) if cut.frame_size else None}})
+            write_json(files["metrics"], {**metrics, "frames": frames, "cut": asdict(cut)})
     return VideoResult(names, scores, y, metrics, files)
