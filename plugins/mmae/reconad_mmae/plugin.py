@@ -4,21 +4,27 @@ from __future__ import annotations
 from reconad import hookimpl
 
 from .model import MMAEDecoder, MMAEEncoder, MultiScaleMemory
+from .video import VideoMMAEDecoder, VideoMMAEEncoder
 
 # tests/test_contract.py composes each multi-scale part with the other two (no core component fits them), small
 _SMALL = {"encoder": {"name": "mmae", "scales": 3, "channels": 16, "base_width": 8, "max_width": 16},
           "memory": {"name": "mmae_multiscale", "slots": 10},
           "decoder": {"name": "mmae", "base_width": 8, "max_width": 16}}
+_SMALL_VIDEO = {"encoder": {"name": "mmae_video", "scales": 3, "channels": 8, "base_width": 4, "max_width": 8},
+                "memory": {"name": "mmae_multiscale", "slots": 10},
+                "decoder": {"name": "mmae_video", "base_width": 4, "max_width": 8}}
 
 
-def _contract(without: str) -> dict[str, object]:
-    return {k: v for k, v in _SMALL.items() if k != without}
+def _contract(without: str, video: bool = False) -> dict[str, object]:
+    return {k: v for k, v in (_SMALL_VIDEO if video else _SMALL).items() if k != without}
 
 
 @hookimpl
 def reconad_register_encoders(register):
     register("mmae", MMAEEncoder, description="MMAE: K strided-conv encoders, one per resolution scale (a list)",
              contract_model=_contract("encoder"))
+    register("mmae_video", VideoMMAEEncoder, description="MMAE video: K 3-D encoders over a clip of grey frames",
+             contract_model=_contract("encoder", video=True))
 
 
 @hookimpl
@@ -32,10 +38,5 @@ def reconad_register_memories(register):
 def reconad_register_decoders(register):
     register("mmae", MMAEDecoder, description="MMAE: multi-scale attention fuser + pixel-shuffle decoder",
              contract_model=_contract("decoder"))
-
-
-@hookimpl
-def reconad_register_commands(subparsers):
-    from .cli import add_commands
-
-    add_commands(subparsers)
+    register("mmae_video", VideoMMAEDecoder, description="MMAE video: attention fuser + 3-D pixel-shuffle decoder",
+             contract_model=_contract("decoder", video=True))

@@ -1,7 +1,9 @@
-"""MMAE's video variant on a tiny synthetic frame folder: a moving square; anomalous frames show a second object."""
+"""MMAE's video variant on a tiny synthetic frame folder: a moving square; anomalous frames show a second object.
+Trained through the engine (``reconad run configs/mmae/video.yaml``), scored with ``reconad video``."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,10 +11,18 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from reconad_mmae.video import VideoMMAE, cube_starts, frame_scores, run_video
+from reconad.config import load_config, validate
+from reconad.data.video import VideoCut, clip_starts
+from reconad.engine import Trained, score_video
+from reconad.engine.video import score_frames
+from reconad.model import build_model
+from reconad.plugins import get_registry
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+CONFIG = os.path.join(ROOT, "configs", "mmae", "video.yaml")
 SIZE = 16
-TINY_MODEL = {"channels": 8, "base_width": 4, "max_width": 8, "slots": 10}
+TINY_MODEL = ["model.encoder.channels=8", "model.encoder.base_width=4", "model.encoder.max_width=8",
+              "model.memory.slots=10", "model.decoder.base_width=4", "model.decoder.max_width=8"]
 
 
 def _frames(n: int, anomalous: range | None = None) -> list[np.ndarray]:
@@ -43,44 +53,56 @@ def video_folders(tmp_path):
     return tmp_path
 
 
-def test_cube_starts_cover_every_frame():
-    assert cube_starts(20, 16, 3) == [0, 3, 4]
-    assert cube_starts(16, 16, 1) == [0]
+def _model(image_size: int, frames: int = 16):
+    cfg = load_config(CONFIG, [f"data.image_size={image_size}", *TINY_MODEL])
+    return cfg, build_model(cfg.model, get_registry(), frames, image_size)[0]
+
+
+def test_clip_starts_cover_every_frame():
+    assert clip_starts(20, 16, 3) == [0, 3, 4]
+    assert clip_starts(16, 16, 1) == [0]
     with pytest.raises(ValueError, match="16 frames"):
-        cube_starts(10, 16, 1)
+        clip_starts(10, 16, 1)
 
 
 def test_video_model_shapes():
-    model = VideoMMAE(image_size=32, **TINY_MODEL)
+    _, model = _model(32)
     assert model.encoder.resolutions == [32, 16, 8, 4]          # K = 4
-    out = model(torch.rand(2, 1, 16, 32, 32))
-    assert out["recon"].shape == (2, 1, 16, 32, 32) and out["scale_weights"].shape == (2, 4, 2, 4, 4)
+    out = model(torch.rand(2, 16, 32, 32))                       # 16 grey frames stacked as channels
+    assert out["recon"].shape == (2, 16, 32, 32) and out["scale_weights"].shape == (2, 4, 2, 4, 4)
     assert out["memory"].entropy.dim() == 0
-    with pytest.raises(ValueError, match="cubes"):
-        model(torch.rand(2, 1, 8, 32, 32))
+    with pytest.raises(ValueError, match="clips"):
+        model(torch.rand(2, 8, 32, 32))
 
 
 def test_frame_level_auroc_matches_sklearn(video_folders, tmp_path):
-    res = run_video(str(video_folders / "train"), str(video_folders / "test"), str(video_folders / "labels.txt"),
-                    out=str(tmp_path / "out"), size=SIZE, epochs=2, batch_size=8, lr=1e-3, train_stride=4,
-                    test_stride=2, model_options=TINY_MODEL, log=lambda s: None)
-    assert res.scores.shape == (40,) and np.isfinite(res.scores).all()
+    from reconad.engine import run
+
+    cfg = load_config(CONFIG, [f"data.root={video_folders / 'train'}", f"data.image_size={SIZE}",
+                               "data.clip_stride=4", "data.score_stride=2", "train.epochs=2", "train.lr=0.001",
+                               "train.device=cpu", "train.progress=false", *TINY_MODEL])
+    run(cfg, str(tmp_path / "run"), log=lambda s: None)
+    res = score_video(str(tmp_path / "run"), str(video_folders / "test"), str(tmp_path / "out"),
+                      labels=str(video_folders / "labels.txt"), device="cpu")
+    assert res.primary.shape == (40,) and np.isfinite(res.primary).all()
     assert res.names[:3] == ["frame0.png", "frame1.png", "frame2.png"]
-    assert res.auroc == pytest.approx(roc_auc_score(res.labels, res.scores))
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["frame_auroc"] == pytest.approx(res.auroc) and metrics["n_anomalous"] == 10
+    assert res.metrics["frame_auroc"] == pytest.approx(roc_auc_score(res.labels, res.primary))
+    metrics = json.loads((tmp_path / "out" / "video_metrics.json").read_text())
+    assert metrics["frame_auroc"] == pytest.approx(res.metrics["frame_auroc"]) and metrics["n_anomalous"] == 10
     lines = (tmp_path / "out" / "frame_scores.csv").read_text().splitlines()
-    assert lines[0] == "frame,score,label" and len(lines) == 41
+    assert lines[0] == "frame,name,score,label" and len(lines) == 41
 
 
 def test_frame_scores_average_the_cubes_holding_a_frame():
     torch.manual_seed(0)
-    model = VideoMMAE(image_size=SIZE, **TINY_MODEL).eval()
+    cfg, model = _model(SIZE)
+    model.eval()
     video = torch.rand(20, 1, SIZE, SIZE)
-    scores = frame_scores(model, video, stride=4)                 # cubes start at 0 and 4
-    with torch.no_grad():
-        errs = [((model(video[s:s + 16].transpose(0, 1)[None])["recon"] - video[s:s + 16].transpose(0, 1)[None])
-                 ** 2).mean(dim=(1, 3, 4))[0].double() for s in (0, 4)]
+    trained = Trained(cfg, model, {}, {"channels": 16, "image_size": SIZE})
+    scores = score_frames(trained, video, VideoCut(unit="clips", clip_frames=16, score_stride=4))["recon_error"]
+    with torch.no_grad():                                          # cubes start at 0 and 4
+        errs = [((model(video[s:s + 16, 0][None])["recon"] - video[s:s + 16, 0][None]) ** 2)
+                .mean(dim=(2, 3))[0].double() for s in (0, 4)]
     expect = torch.zeros(20, dtype=torch.float64)
     count = torch.zeros(20, dtype=torch.float64)
     for s, e in zip((0, 4), errs):
@@ -89,10 +111,13 @@ def test_frame_scores_average_the_cubes_holding_a_frame():
     np.testing.assert_allclose(scores, (expect / count).numpy(), rtol=1e-5)
 
 
-def test_video_command(video_folders, capsys):
+def test_video_command(video_folders, tmp_path, capsys):
     from reconad.cli import main
 
-    code = main(["mmae", "video", "--train", str(video_folders / "train"), "--frames", str(video_folders / "test"),
-                 "--labels", str(video_folders / "labels.txt"), "--size", str(SIZE), "--epochs", "1",
-                 "--slots", "10", "--train-stride", "8", "--test-stride", "4"])
-    assert code == 0 and "frame-level AUROC" in capsys.readouterr().out
+    run_dir = str(tmp_path / "run")
+    assert main(["run", CONFIG, "--out", run_dir, "--set", f"data.root={video_folders / 'train'}",
+                 "--set", f"data.image_size={SIZE}", "--set", "data.clip_stride=8", "--set", "data.score_stride=4",
+                 "--set", "train.epochs=1", "--set", "train.progress=false", "--device", "cpu",
+                 *[a for kv in TINY_MODEL for a in ("--set", kv)]]) == 0
+    code = main(["video", run_dir, str(video_folders / "test"), "--labels", str(video_folders / "labels.txt")])
+    assert code == 0 and "frame AUROC" in capsys.readouterr().out

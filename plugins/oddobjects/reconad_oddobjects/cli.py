@@ -10,7 +10,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     from .rank import rank_objects
 
     res = rank_objects(args.annotations, args.images, config=args.config, overrides=args.overrides,
-                       out_dir=args.out, checkpoint=args.checkpoint, top=args.top, categories=args.categories,
+                       out_dir=args.out, checkpoint=args.run, top=args.top, categories=args.categories,
                        device=args.device, skip_bad=args.skip_bad)
     if res.skipped:
         print(f"skipped {len(res.skipped)} image(s):")
@@ -23,6 +23,8 @@ def _cmd_rank(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    from reconad.commands import add_run_arguments
+
     group = subparsers.add_parser("oddobjects",
                                   help="ODDObjects (paper 000) tools: rank COCO objects by anomaly score")
     sub = group.add_subparsers(dest="oddobjects_command", metavar="COMMAND", required=True)
@@ -41,10 +43,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "data.normal_categories / data.categories, else every category)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.steps=500 (repeatable)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/<config>-rank-<time>/)")
-    p.add_argument("--checkpoint", default=None,
-                   help="score with this trained checkpoint (or run folder) instead of training")
+    add_run_arguments(p, optional=True, out="output folder (default: runs/<config>-rank-<time>/)")
     p.add_argument("--top", type=int, default=5, help="objects in each picture (default 5, as Figures 6-7)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--skip-bad", action="store_true", help="skip missing or unreadable images and list them")
     p.set_defaults(func=_cmd_rank)

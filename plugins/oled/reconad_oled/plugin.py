@@ -43,9 +43,3 @@ def reconad_register_commands(subparsers):
 
     add_commands(subparsers)
 
-
-@hookimpl
-def reconad_register_datasets(register):
-    from .data import video_patches
-
-    register("oled_video_patches", video_patches)

@@ -1,5 +1,6 @@
-"""End to end: ``reconad run configs/oled/*.yaml`` (tiny overrides) writes all four OLED scores; the
-``reconad oled video`` / ``segment`` commands on the trained run; video frame scores against sklearn."""
+"""End to end: ``reconad run configs/oled/*.yaml`` (tiny overrides) writes all four OLED scores; ``reconad oled
+segment`` on the trained run; an OLED video run (configs/oled/video.yaml) scored with ``reconad video``, its
+frame scores against sklearn."""
 from __future__ import annotations
 
 import csv
@@ -8,17 +9,17 @@ import os
 
 import numpy as np
 import pytest
-import torch
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score
 
 from reconad.cli import main
-from reconad_oled.evaluate import frame_scores, patchify, video_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = ["--set", "data.image_size=16", "--set", "data.anomalies_per_class=4", "--set", "train.epochs=1",
         "--set", "train.batch_size=64", "--set", "train.progress=false", "--set", "train.device=cpu",
         "--set", "model.encoder.channels=[8,16]", "--set", "model.encoder.latent_dim=8",
         "--set", "model.decoder.channels=[16,8]", "--set", "test.report_images=2"]
+
+VIDEO_TINY = [a for kv in TINY[1::2] if kv != "data.anomalies_per_class=4" for a in ("--set", kv)]  # no digits keys
 
 
 @pytest.fixture(scope="module")
@@ -75,67 +76,27 @@ def test_run_random_mask_cae_config(tmp_path):
     _check_four_scores(out)
 
 
-def test_segment_and_video_commands(oled_run, tmp_path, capsys):
-    assert main(["oled", "segment", "--checkpoint", oled_run, "--out", str(tmp_path)]) == 0
+def test_segment_command(oled_run, tmp_path):
+    assert main(["oled", "segment", oled_run, "--out", str(tmp_path)]) == 0
     seg = json.load(open(tmp_path / "segmentation.json"))
     assert set(seg) == {"inlier", "outlier"} and all(0.0 <= v <= 1.0 for v in seg.values())
 
+
+def test_video_run_and_command(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    train = _write_frames(tmp_path / "train", [0] * 8, seed=2)
+    assert main(["run", os.path.join(ROOT, "configs", "oled", "video.yaml"), "--out", run_dir,
+                 "--set", f"data.root={train}", "--set", "data.patch=16", "--set", "model.masker.channels=[4,8]",
+                 *VIDEO_TINY]) == 0
     labels = [0, 0, 1, 0, 1, 1]
     frames_dir = _write_frames(tmp_path / "frames", labels)
     (tmp_path / "labels.txt").write_text("\n".join(map(str, labels)) + "\n")
-    assert main(["oled", "video", "--checkpoint", oled_run, "--frames", str(frames_dir), "--labels",
-                 str(tmp_path / "labels.txt"), "--patch", "16", "--out", str(tmp_path)]) == 0
+    assert main(["video", run_dir, str(frames_dir), "--labels", str(tmp_path / "labels.txt"),
+                 "--out", str(tmp_path)]) == 0
     rows = _rows(str(tmp_path / "frame_scores.csv"))
-    assert [r["frame"] for r in rows] == [f"frame{i}.png" for i in range(6)]
+    assert [r["name"] for r in rows] == [f"frame{i}.png" for i in range(6)]
     metrics = json.load(open(tmp_path / "video_metrics.json"))
-    for k in ("avg", "mask", "cont", "rec"):
-        s = np.array([float(r[f"s_{k}"]) for r in rows])
-        assert metrics[k]["auroc"] == pytest.approx(roc_auc_score(labels, s))
-
-
-def test_patchify_and_frame_score_is_the_max_over_patches():
-    frames = torch.arange(2 * 1 * 4 * 6, dtype=torch.float32).reshape(2, 1, 4, 6)
-    p = patchify(frames, patch=2)
-    assert p.shape == (2, 6, 1, 2, 2)
-    torch.testing.assert_close(p[1, 4], frames[1, :, 2:4, 2:4])  # row-major patch order
-    assert patchify(frames, patch=3, stride=1).shape == (2, 2 * 4, 1, 3, 3)
-    with pytest.raises(ValueError, match="does not fit"):
-        patchify(frames, patch=5)
-    s = np.random.default_rng(0).random((5, 7))
-    np.testing.assert_array_equal(frame_scores(s), s.max(1))
-
-
-def test_video_auroc_and_eer_match_sklearn():
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 2, 200)
-    patch = rng.random((200, 12)) + labels[:, None] * rng.random((200, 1))
-    frame = frame_scores(patch)
-    m = video_metrics({"avg": frame}, labels)["avg"]
-    assert m["auroc"] == pytest.approx(roc_auc_score(labels, frame))
-    fpr, tpr, _ = roc_curve(labels, frame)
-    fnr = 1 - tpr
-    k = int(np.argmax(fpr - fnr >= 0))  # the ROC points bracketing FPR = FNR, linearly interpolated
-    t = (fnr[k - 1] - fpr[k - 1]) / ((fpr[k] - fpr[k - 1]) - (fnr[k] - fnr[k - 1]))
-    assert m["eer"] == pytest.approx(fpr[k - 1] + t * (fpr[k] - fpr[k - 1]))
-    assert abs(m["eer"] - fnr[np.argmin(np.abs(fnr - fpr))]) < 0.02
-    with pytest.raises(ValueError, match="normal and anomalous"):
-        video_metrics({"avg": frame}, np.zeros(200, np.int64))
-
-
-def test_video_patches_dataset(tmp_path):
-    from reconad.data import DataSettings
-    from reconad.data.base import DataError
-    from reconad_oled.data import video_patches
-
-    train_dir = _write_frames(tmp_path / "train", [0, 0, 0, 0])
-    test_dir = _write_frames(tmp_path / "test", [0, 1, 1], seed=1)
-    (tmp_path / "labels.txt").write_text("0\n1\n1\n")
-    settings = DataSettings(name="oled_video_patches", root=str(train_dir), image_size=16, holdout_fraction=0.25)
-    splits = video_patches(settings, test_frames=str(test_dir), test_labels=str(tmp_path / "labels.txt"),
-                           patch=16)
-    assert len(splits.train) + len(splits.holdout) == 4 * 6 and len(splits.holdout) == 6
-    assert len(splits.test) == 3 * 6
-    assert [splits.test[i]["label"] for i in range(18)] == [0] * 6 + [1] * 12
-    assert splits.test[7]["path"] == "frame1.png#p1" and splits.train[0]["image"].shape == (1, 16, 16)
-    with pytest.raises(DataError, match="data.root"):
-        video_patches(DataSettings(name="oled_video_patches", image_size=16))
+    for k, col in (("oled", "score"), ("oled_mask", "score_oled_mask"), ("oled_cont", "score_oled_cont"),
+                   ("oled_rec", "score_oled_rec")):
+        s = np.array([float(r[col]) for r in rows])
+        assert metrics["scores"][k]["frame_auroc"] == pytest.approx(roc_auc_score(labels, s))

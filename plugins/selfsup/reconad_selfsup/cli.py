@@ -1,17 +1,23 @@
-"""``reconad selfsup evaluate RUN_DIR``: the paper's connected-component area rule on a finished run."""
+"""``reconad selfsup evaluate RUN``: the paper's connected-component area rule on a finished run."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 __all__ = ["add_commands"]
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from reconad.commands import out_folder
+    from reconad.io import write_json
+
     from .evaluate import AREA_RULE_FILE, evaluate_run
 
-    result = evaluate_run(args.run_dir, min_area=args.min_area, min_area_fraction=args.min_area_fraction,
-                          device=args.device)
+    result = evaluate_run(args.run, min_area=args.min_area, min_area_fraction=args.min_area_fraction,
+                          device=args.device, write=False)
+    path = os.path.join(out_folder(args), AREA_RULE_FILE)
+    write_json(path, result)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -21,7 +27,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             if f"{level}_tpr" in result:
                 vals = ", ".join(f"{k.upper()} {_fmt(result[f'{level}_{k}'])}" for k in ("tpr", "tnr", "mean", "f1"))
                 print(f"{level:5s}: {vals}")
-        print(f"written to {args.run_dir}/{AREA_RULE_FILE}")
+        print(f"written to {path}")
     return 0
 
 
@@ -30,13 +36,14 @@ def _fmt(v: object) -> str:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    from reconad.commands import add_run_arguments
+
     p = subparsers.add_parser("selfsup", help="paper 004 (self-supervised AE) tools")
     sub = p.add_subparsers(dest="selfsup_command", metavar="SUBCOMMAND", required=True)
     e = sub.add_parser("evaluate", help="area-rule detection metrics (image / pixel TPR, TNR, mean, F1) of a run")
-    e.add_argument("run_dir", help="a finished run folder (or its checkpoint.pt)")
+    add_run_arguments(e, out="write area_rule.json here (default: the run folder)")
     e.add_argument("--min-area", type=int, default=None, help="minimum anomalous component area in pixels")
     e.add_argument("--min-area-fraction", type=float, default=0.005,
                    help="minimum area as a fraction of the image (when --min-area is not given; default 0.005)")
-    e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_evaluate)
