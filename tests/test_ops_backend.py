@@ -164,3 +164,31 @@ def test_first_use_build_compiles_what_build_config_lists(monkeypatch, tmp_path)
     want = ext.jit_build_args(CSRC, with_schemas=True)
     assert {k: kw[k] for k in want} == want
     assert kw["build_directory"].startswith(str(tmp_path)) and ext._state.source == "jit"
+
+
+# ---- define_op: the one way an op picks kernel or fallback ----------------------------------------------
+
+def test_every_op_is_defined_once_and_follows_backend(monkeypatch):
+    import torch
+
+    from reconad.ops import _extension
+
+    assert set(_extension._DEFINED) == set(ops.registered_ops())
+    with pytest.raises(ValueError, match="op 'topk_mask' is already defined"):
+        _extension.define_op("topk_mask", fallback=print, kernel=print)
+    with pytest.raises(ValueError, match="backward and setup_context together"):
+        _extension.Op("x", print, print, None, print, None, {})
+    for name, op in _extension._DEFINED.items():
+        assert op.use_kernel("cpu") == (ops.backend(name, "cpu") != "fallback")
+        assert op.use_kernel("meta") is False
+    # the disable switch, set in a running process, sends the next call to the fallback
+    calls: list[str] = []
+    op = _extension._DEFINED["topk_mask"]
+    monkeypatch.setattr(op, "fallback", lambda *a: calls.append("fallback"))
+    monkeypatch.setattr(op, "_kernel", lambda *a: calls.append("kernel"))
+    first = "kernel" if ops.backend("topk_mask", "cpu") == "cpp" else "fallback"
+    x = torch.zeros(1, 2, 2)
+    op(x, 1, 1e-7, "ste")
+    monkeypatch.setenv("RECONAD_DISABLE_EXTENSION", "1")
+    op(x, 1, 1e-7, "ste")
+    assert calls == [first, "fallback"]

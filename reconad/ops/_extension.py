@@ -271,7 +271,7 @@ class Op:
         if (backward is None) != (setup_context is None):
             raise ValueError(f"define_op({name!r}): give backward and setup_context together, or neither")
         self.name, self.fallback, self._kernel = name, fallback, kernel
-        self._fake, self._backward, self._setup_context = fake, backward, setup_context
+        self._backward, self._setup_context = backward, setup_context
         self._fakes = {name: fake, **fakes} if fake is not None else dict(fakes)
         self._registered = False
 
