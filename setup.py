@@ -8,12 +8,13 @@ What is built, and why, is printed:
   visible and nvcc is found (``CUDA_HOME``). ``FORCE_CUDA=1`` without a CUDA build of torch or nvcc is an
   error, never a quiet CPU-only build.
 
+The sources and flags are listed once, in ``csrc/build_config.py``, which the first-use build shares.
 The sources are also copied into the package (``reconad/_csrc``) so that a CPU-only install can compile
 its CUDA kernels on first use (see ``reconad/ops/_extension.py``).
 """
 from __future__ import annotations
 
-import glob
+import importlib.util
 import os
 import shutil
 import sys
@@ -22,6 +23,18 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join(ROOT, "csrc")
+
+
+def _load_build_config():
+    # by path: reconad is not installed (nor importable) while setup.py runs
+    spec = importlib.util.spec_from_file_location("reconad_build_config", os.path.join(CSRC, "build_config.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_config = _load_build_config()
 
 
 def _say(msg: str) -> None:
@@ -40,16 +53,13 @@ class BuildPyWithSources(build_py):
         target = os.path.join(self.build_lib, "reconad", "_csrc")
         if os.path.isdir(target):
             shutil.rmtree(target)
-        shutil.copytree(os.path.join(ROOT, "csrc"), target)
+        shutil.copytree(CSRC, target, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _sources(with_cuda: bool) -> list[str]:
-    rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
-    cpp = [os.path.join(ROOT, "csrc", "module.cpp")]
-    cpp += sorted(glob.glob(os.path.join(ROOT, "csrc", "*", "*.cpp")))
-    cpp += sorted(glob.glob(os.path.join(ROOT, "csrc", "*", "cpu", "*.cpp")))
-    cu = sorted(glob.glob(os.path.join(ROOT, "csrc", "*", "cuda", "*.cu"))) if with_cuda else []
-    return [rel(p) for p in cpp + cu]
+    files = [build_config.module_source(CSRC)] + build_config.cpu_sources(CSRC)
+    files += build_config.cuda_sources(CSRC) if with_cuda else []
+    return [os.path.relpath(p, ROOT) for p in files]
 
 
 def _extensions(cmdclass: dict) -> list:
@@ -95,19 +105,16 @@ def _extensions(cmdclass: dict) -> list:
     for s in sources:
         _say(f"  {s}")
 
-    # at::parallel_for is inline OpenMP code: without -fopenmp it runs serially. The extension links the
-    # libgomp.so.1 that torch itself loaded (same soname), so there is one OpenMP runtime.
-    cxx = ["-O3", "-fopenmp"]
-    nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
-    macros = [("RECONAD_WITH_CUDA", None)] if with_cuda else []
+    cxx, nvcc_flags = list(build_config.CXX_FLAGS), list(build_config.NVCC_FLAGS)
+    macros = [(build_config.CUDA_MACRO, None)] if with_cuda else []
     ext_cls = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
     ext = ext_cls(
         "reconad._C",
         sources,
-        include_dirs=[os.path.join(ROOT, "csrc")],
+        include_dirs=[CSRC],
         define_macros=macros,
         extra_compile_args={"cxx": cxx, "nvcc": nvcc_flags} if with_cuda else {"cxx": cxx},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=list(build_config.LINK_FLAGS),
     )
     cmdclass["build_ext"] = cpp_extension.BuildExtension.with_options(no_python_abi_suffix=False)
     return [ext]

@@ -5,7 +5,11 @@ memory of
 * ``eager``     the pure-PyTorch reference,
 * ``compiled``  ``torch.compile(reference)``,
 * ``gemms``     the bare GEMMs the fused math needs (3 forward: scores twice and w M; 8 forward+backward:
-                also scores, dO M^T, dS M, dS^T z and w^T dO), a floor for the fused op.
+                also scores, dO M^T, dS M, dS^T z and w^T dO), a floor for the fused op;
+* ``infer``     inference as MemAE evaluates and predicts: the public function without grad, its output and
+                per-row entropy (forward only: no fwd+bwd figure; the peak is that forward's);
+* ``infer-weights`` the same figures the way evaluation got them before the op returned per-row entropy:
+                the reference with ``return_weights=True`` and the entropy of each (N, K) weight row.
 
     python benchmarks/bm_memory_address.py                       # CPU, (8192, 500, 64) fp32, 2 threads
     python benchmarks/bm_memory_address.py --device cuda         # the H100 shapes, bf16 and fp32
@@ -101,7 +105,21 @@ def _impls(n: int, k: int, c: int, dtype: torch.dtype, device: torch.device, lam
         torch.mm(s.t(), a, out=dk)
         torch.mm(s.t(), a, out=dk)
 
+    zi, mi = z.detach(), memory.detach()
+
+    def infer():
+        with torch.no_grad():
+            res = memory_address(zi, mi, lam, similarity)
+            return res.output, res.row_entropy
+
+    def infer_weights():
+        with torch.no_grad():
+            res = memory_address(zi, mi, lam, similarity, return_weights=True)
+            return res.output, -(res.weights * torch.log(res.weights.clamp_min(1e-30))).sum(1)
+
     return {
+        "infer": (infer, None),
+        "infer-weights": (infer_weights, None),
         "op": (fwd(memory_address), fwd_bwd(memory_address)),
         "eager": (fwd(memory_address_reference), fwd_bwd(memory_address_reference)),
         "compiled": (fwd(compiled), fwd_bwd(compiled)),
@@ -118,7 +136,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2, the issue's CPU goal)")
     p.add_argument("--similarity", default="cosine", choices=["cosine", "dot"])
     p.add_argument("--shrink", type=float, default=None, help="shrink threshold (default 1/K, MemAE's scale)")
-    p.add_argument("--impl", action="append", choices=["op", "eager", "compiled", "gemms"],
+    p.add_argument("--impl", action="append", choices=["op", "infer", "infer-weights", "eager", "compiled", "gemms"],
                    help="repeatable; default all")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (fp32 on CUDA)")
     p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
@@ -133,7 +151,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else \
         (CUDA_SHAPES if device.type == "cuda" else CPU_SHAPES)
     dtypes = args.dtype or (["bfloat16", "float32"] if device.type == "cuda" else ["float32"])
-    impls = args.impl or ["op", "eager", "compiled", "gemms"]
+    impls = args.impl or ["op", "infer", "infer-weights", "eager", "compiled", "gemms"]
     op_backend = backend("memory_address", device.type)
 
     rows: list[dict] = []
@@ -145,14 +163,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for name in impls:
                 f, fb = table[name]
                 try:
-                    t_f = time_fn(f, device, warmup=2, repeat=5 if device.type == "cpu" else 20)
-                    t_fb = time_fn(fb, device, warmup=2, repeat=5 if device.type == "cpu" else 20)
-                    mem = _peak(fb, device)
+                    repeat = 5 if device.type == "cpu" else 20
+                    t_f = time_fn(f, device, warmup=2, repeat=repeat)
+                    t_fb = time_fn(fb, device, warmup=2, repeat=repeat) if fb is not None else float("nan")
+                    mem = _peak(fb if fb is not None else f, device)
                 except Exception as exc:  # noqa: BLE001 - e.g. torch.compile unavailable: report, go on
                     print(f"{name} {n},{k},{c} {dt}: failed ({type(exc).__name__}: {exc})", file=sys.stderr)
                     continue
                 rows.append({
-                    "impl": name + (f" ({op_backend})" if name == "op" else ""),
+                    "impl": name + (f" ({op_backend})" if name in ("op", "infer") else ""),
                     "N,K,C": f"{n},{k},{c}", "dtype": dt,
                     "fwd_ms": t_f * 1e3, "fwd_bwd_ms": t_fb * 1e3,
                     "peak_MiB": (mem / 2**20) if mem is not None else float("nan"),
@@ -163,7 +182,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         by = {(r["N,K,C"], r["dtype"]): [] for r in rows}
         for r in rows:
             by[(r["N,K,C"], r["dtype"])].append(
-                f"{r['impl']} {r['fwd_ms']:.3g}/{r['fwd_bwd_ms']:.3g} ms"
+                f"{r['impl']} {r['fwd_ms']:.3g}" + ("" if math.isnan(r["fwd_bwd_ms"]) else f"/{r['fwd_bwd_ms']:.3g}")
+                + " ms"
                 + ("" if math.isnan(r["peak_MiB"]) else f" {r['peak_MiB']:.0f} MiB"))
         figures = "; ".join(f"({key[0]}) {key[1]}: " + ", ".join(v) for key, v in by.items())
         append_results("memory_address fwd/fwd+bwd, extra peak", device, figures)

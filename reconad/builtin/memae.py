@@ -42,14 +42,12 @@ class MemAEMemory(nn.Module):
             b, c = features.shape
             h = w = 1
             queries = features
-        want_weights = not self.training
+        # the fused op at training, evaluation and prediction alike: it returns each query's entropy, so
+        # evaluation needs no (N, K) weights
         read = memory_address(queries, self.memory.to(queries.dtype), self.shrink_threshold,
-                              similarity=self.similarity, return_weights=want_weights)
+                              similarity=self.similarity)
         out = read.output
         out = out.view(b, h, w, c).permute(0, 3, 1, 2) if features.dim() == 4 else out
-        sample_entropy = None
-        if read.weights is not None:
-            wts = read.weights
-            ent = -(wts * torch.log(wts.clamp_min(1e-30))).sum(1)
-            sample_entropy = ent.view(b, h * w).mean(1)
+        # per sample: the mean entropy over its h * w positions (evaluation only, as before)
+        sample_entropy = None if self.training else read.row_entropy.view(b, h * w).mean(1)
         return MemoryRead(out.contiguous(), read.entropy, sample_entropy)

@@ -12,20 +12,26 @@ on first use from the shipped sources (``reconad/_csrc`` or the checkout's ``csr
 build log, and every affected op's reason says so; ``RECONAD_STRICT_EXTENSION=1`` turns it into an error.
 
 ``RECONAD_DISABLE_EXTENSION=1`` makes every op use its fallback (for comparisons and debugging).
+
+Every op is declared once with ``define_op``: it records the op for ``backend``, registers the compiled
+op's fake (meta) and autograd implementations once its schema is loaded, and returns an ``Op`` whose call
+runs the kernel path or the fallback, decided once per device type.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import importlib
+import importlib.util
 import os
 import threading
 import warnings
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
-__all__ = ["backend", "backend_reason", "extension_info", "has_kernel", "load_extension", "register_op", "registered_ops"]
+__all__ = ["Op", "backend", "backend_reason", "define_op", "extension_info", "has_kernel", "load_extension",
+           "register_op", "registered_ops"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _lock = threading.Lock()
@@ -76,9 +82,30 @@ def _load_installed() -> None:
 
 def _source_dir() -> str | None:
     for cand in (os.path.join(_PACKAGE_DIR, "_csrc"), os.path.join(os.path.dirname(_PACKAGE_DIR), "csrc")):
-        if os.path.isfile(os.path.join(cand, "module.cpp")):
+        if os.path.isfile(os.path.join(cand, "module.cpp")) and os.path.isfile(os.path.join(cand, "build_config.py")):
             return cand
     return None
+
+
+def _build_config(src: str):
+    """``<src>/build_config.py``, the sources and flags setup.py builds reconad._C with (loaded by path)."""
+    spec = importlib.util.spec_from_file_location("reconad_build_config", os.path.join(src, "build_config.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def jit_build_args(src: str, with_schemas: bool) -> dict:
+    """Sources and flags of the first-use CUDA build (``cpp_extension.load`` arguments), from the shipped
+    ``build_config.py``: every CUDA kernel, plus the schemas and CPU kernels when ``with_schemas``."""
+    cfg = _build_config(src)
+    return {
+        "sources": cfg.cuda_sources(src) + (cfg.cpu_sources(src) if with_schemas else []),
+        "extra_include_paths": [src],
+        "extra_cflags": [*cfg.CXX_FLAGS, f"-D{cfg.CUDA_MACRO}"],
+        "extra_ldflags": list(cfg.LINK_FLAGS),
+        "extra_cuda_cflags": list(cfg.NVCC_FLAGS),
+    }
 
 
 def _jit_build_cuda() -> None:
@@ -96,13 +123,11 @@ def _jit_build_cuda() -> None:
     if not cpp_extension.is_ninja_available():
         _state.jit_error = "ninja is not installed (pip install 'reconad[cuda]') to compile the CUDA kernels"
         return
-    files = sorted(glob.glob(os.path.join(src, "*", "cuda", "*.cu")))
-    if _state.module is None:
-        # no installed extension: the schemas and CPU kernels must come from this build too
-        files += sorted(glob.glob(os.path.join(src, "*", "*.cpp")) + glob.glob(os.path.join(src, "*", "cpu", "*.cpp")))
-    # else: reconad._C already defines every schema; loading them twice would be an error
+    # with reconad._C installed, it already defines every schema (loading them twice would be an error);
+    # without it, the schemas and CPU kernels come from this build too
+    args = jit_build_args(src, with_schemas=_state.module is None)
     digest = hashlib.sha256()
-    for f in files + glob.glob(os.path.join(src, "**", "*.h"), recursive=True):
+    for f in args["sources"] + _build_config(src).headers(src) + [os.path.join(src, "build_config.py")]:
         with open(f, "rb") as fh:
             digest.update(fh.read())
     digest.update(torch.__version__.encode())
@@ -113,11 +138,7 @@ def _jit_build_cuda() -> None:
     try:
         cpp_extension.load(
             name="reconad_jit_ops",
-            sources=files,
-            extra_include_paths=[src],
-            extra_cflags=["-O3", "-fopenmp", "-DRECONAD_WITH_CUDA"],
-            extra_ldflags=["-fopenmp"],
-            extra_cuda_cflags=["-O3", "-lineinfo", "--expt-relaxed-constexpr"],
+            **args,
             build_directory=build_dir,
             is_python_module=False,
             verbose=False,
@@ -218,3 +239,94 @@ def load_extension() -> bool:
         return False
     _load_installed()
     return _state.module is not None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One op = a kernel path and a fallback with the same arguments, chosen per device type.
+# ---------------------------------------------------------------------------------------------------------
+
+_DEFINED: dict[str, "Op"] = {}
+_USE_KERNEL: dict[tuple[str, str, str], bool] = {}
+
+
+@torch.compiler.assume_constant_result
+def _use_kernel(op_name: str, device_type: str) -> bool:
+    # Constant for torch.compile (Dynamo cannot trace the dispatcher queries behind backend()), and cached:
+    # backend() costs ~30 us a call, more than a kernel on small inputs. The disable switch is part of the
+    # key so that setting it later in a process still takes effect.
+    key = (op_name, device_type, os.environ.get("RECONAD_DISABLE_EXTENSION", ""))
+    if key not in _USE_KERNEL:
+        _USE_KERNEL[key] = backend(op_name, device_type) != "fallback" and _DEFINED[op_name].register()
+    return _USE_KERNEL[key]
+
+
+class Op:
+    """``reconad::<name>``: ``op(*args)`` runs ``kernel(*args)`` (which calls ``torch.ops.reconad.<name>``)
+    when ``backend(name, device)`` is not ``"fallback"``, else ``fallback(*args)``; the device is the first
+    tensor argument's. Made by ``define_op``."""
+
+    def __init__(self, name: str, fallback: Callable[..., Any], kernel: Callable[..., Any],
+                 fake: Callable[..., Any] | None, backward: Callable[..., Any] | None,
+                 setup_context: Callable[..., Any] | None, fakes: dict[str, Callable[..., Any]]) -> None:
+        if (backward is None) != (setup_context is None):
+            raise ValueError(f"define_op({name!r}): give backward and setup_context together, or neither")
+        self.name, self.fallback, self._kernel = name, fallback, kernel
+        self._backward, self._setup_context = backward, setup_context
+        self._fakes = {name: fake, **fakes} if fake is not None else dict(fakes)
+        self._registered = False
+
+    def register(self) -> bool:
+        """Register the fake and autograd implementations once the compiled schema is loaded; True then."""
+        if self._registered:
+            return True
+        load_extension()
+        try:
+            if not torch._C._dispatch_has_kernel(f"reconad::{self.name}"):
+                return False
+        except RuntimeError:
+            return False
+        with _lock:
+            if self._registered:
+                return True
+            for op_name, fake in self._fakes.items():
+                torch.library.register_fake(f"reconad::{op_name}")(fake)
+            if self._backward is not None:
+                torch.library.register_autograd(f"reconad::{self.name}", self._backward,
+                                                setup_context=self._setup_context)
+            self._registered = True
+        return True
+
+    def use_kernel(self, device_type: str) -> bool:
+        """Whether a call on ``device_type`` runs the kernel path (decided once per device type)."""
+        return _use_kernel(self.name, device_type)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        device = "cpu"
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                device = a.device.type
+                break
+        if self.use_kernel(device):
+            return self._kernel(*args, **kwargs)
+        return self.fallback(*args, **kwargs)
+
+
+def define_op(name: str, *, fallback: Callable[..., Any], kernel: Callable[..., Any],
+              fake: Callable[..., Any] | None = None, backward: Callable[..., Any] | None = None,
+              setup_context: Callable[..., Any] | None = None,
+              fakes: dict[str, Callable[..., Any]] | None = None) -> Op:
+    """Declare ``reconad::<name>``, the one way every op is wired up.
+
+    ``fallback``: the pure-PyTorch implementation; ``kernel``: takes the same arguments and calls
+    ``torch.ops.reconad.<name>``; ``fake``: its fake-tensor implementation; ``backward`` / ``setup_context``:
+    its autograd formula (``torch.library.register_autograd``); ``fakes``: fake implementations of helper ops
+    (e.g. ``{"<name>_backward": ...}``). Registration happens now when the extension is loaded, else when a
+    device first selects the kernel (a first-use CUDA build loads the schemas later).
+    """
+    if name in _DEFINED:
+        raise ValueError(f"define_op: op {name!r} is already defined")
+    register_op(name)
+    op = Op(name, fallback, kernel, fake, backward, setup_context, dict(fakes or {}))
+    _DEFINED[name] = op
+    op.register()
+    return op

@@ -20,20 +20,18 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._extension import backend, load_extension, register_op
+from ._extension import define_op
 
 __all__ = ["MemoryAddressOutput", "memory_address", "memory_address_reference"]
-
-register_op("memory_address")
-load_extension()
 
 _SIMILARITIES = ("cosine", "dot")
 
 
 class MemoryAddressOutput(NamedTuple):
     output: torch.Tensor              # (N, C): z_hat = w_hat M
-    entropy: torch.Tensor             # scalar: mean over rows of the entropy of w_hat
+    entropy: torch.Tensor             # scalar: mean over rows of the entropy of w_hat (MemAE's loss)
     weights: torch.Tensor | None      # (N, K) w_hat when return_weights=True, else None
+    row_entropy: torch.Tensor         # (N,): each row's entropy of w_hat (``entropy`` is its mean)
 
 
 def _check(z: torch.Tensor, memory: torch.Tensor, shrink_threshold: float, similarity: str) -> None:
@@ -80,40 +78,55 @@ def memory_address_reference(z: torch.Tensor, memory: torch.Tensor, shrink_thres
         lse_s = torch.logsumexp(s, dim=1)
         s_sup = s
     out = w @ memory
-    if z.shape[0] == 0:
-        entropy = z.new_zeros(())
-    else:
-        entropy = (lse_s - (w * s_sup).sum(dim=1)).mean()
-    return MemoryAddressOutput(out, entropy, w if return_weights else None)
+    row_entropy = lse_s - (w * s_sup).sum(dim=1)
+    entropy = z.new_zeros(()) if z.shape[0] == 0 else row_entropy.mean()
+    return MemoryAddressOutput(out, entropy, w if return_weights else None, row_entropy)
 
 
-def _kernel_backend(device_type: str) -> bool:
-    """Whether the compiled op serves ``device_type`` (decided once; constant for torch.compile)."""
-    ok = _KERNEL_CACHE.get(device_type)
-    if ok is None:
-        ok = backend("memory_address", device_type) != "fallback"
-        if ok:
-            _register_python_impls()
-        _KERNEL_CACHE[device_type] = ok
-    return ok
+# ---------------------------------------------------------------------------------------------------------
+# The compiled op reconad::memory_address(z, keys, values, shrink_threshold) -> (output, entropy per row,
+# lse, lse over the support) and its backward: fake and autograd implementations.
+# ---------------------------------------------------------------------------------------------------------
+
+def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-_KERNEL_CACHE: dict[str, bool] = {}
-# Dynamo cannot trace the dispatcher queries behind ``backend``; the answer is fixed for a process.
-_use_kernel = torch.compiler.assume_constant_result(_kernel_backend)
+def _fake(z, keys, values, shrink_threshold):  # noqa: ANN001 - fake-tensor signature
+    torch._check(z.dim() == 2 and keys.dim() == 2 and keys.shape == values.shape and keys.shape[1] == z.shape[1],
+                 lambda: f"memory_address: bad shapes z {tuple(z.shape)}, keys {tuple(keys.shape)}, "
+                         f"values {tuple(values.shape)}")
+    n = z.shape[0]
+    sd = _stats_dtype(z.dtype)
+    return (z.new_empty((n, z.shape[1])), z.new_empty((n,), dtype=sd), z.new_empty((n,), dtype=sd),
+            z.new_empty((n,), dtype=sd))
 
 
-def memory_address(z: torch.Tensor, memory: torch.Tensor, shrink_threshold: float,
-                   similarity: str = "cosine", return_weights: bool = False) -> MemoryAddressOutput:
-    """Read ``memory`` (K x C) with queries ``z`` (N x C); see the module docstring for the definition.
+def _fake_backward(grad_output, grad_entropy, z, keys, values, output, entropy, lse, lse_support,  # noqa: ANN001
+                   shrink_threshold):
+    return z.new_empty(z.shape), keys.new_empty(keys.shape), values.new_empty(values.shape)
 
-    Returns ``MemoryAddressOutput(output, entropy, weights)``; ``weights`` is None unless asked for.
-    Gradients flow to ``z`` and ``memory``. Runs the compiled op (``reconad::memory_address``) when
-    ``backend("memory_address", device)`` is not ``"fallback"``; ``return_weights=True`` needs the N x K
-    weights, which the op never forms, so it runs the reference.
-    """
-    if return_weights or not _use_kernel(z.device.type):
-        return memory_address_reference(z, memory, shrink_threshold, similarity, return_weights)
+
+def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+    z, keys, values, shrink_threshold = inputs
+    out, row_entropy, lse, lse_support = output
+    ctx.save_for_backward(z, keys, values, out, row_entropy, lse, lse_support)
+    ctx.shrink_threshold = shrink_threshold
+
+
+def _backward(ctx, grad_out, grad_entropy, _grad_lse, _grad_lse_support):  # noqa: ANN001
+    z, keys, values, out, row_entropy, lse, lse_support = ctx.saved_tensors
+    # lse and lse_support are saved statistics, not differentiable outputs
+    if grad_out is None:
+        grad_out = torch.zeros_like(out)
+    if grad_entropy is None:
+        grad_entropy = torch.zeros_like(row_entropy)
+    dz, dkeys, dvalues = torch.ops.reconad.memory_address_backward(
+        grad_out, grad_entropy, z, keys, values, out, row_entropy, lse, lse_support, ctx.shrink_threshold)
+    return dz, dkeys, dvalues, None
+
+
+def _kernel(z: torch.Tensor, memory: torch.Tensor, shrink_threshold: float, similarity: str) -> MemoryAddressOutput:
     _check(z, memory, shrink_threshold, similarity)
     if similarity == "cosine":
         # normalised here so that the normalisation's gradient is PyTorch's; the read uses the raw memory
@@ -123,55 +136,29 @@ def memory_address(z: torch.Tensor, memory: torch.Tensor, shrink_threshold: floa
     out, row_entropy, _, _ = torch.ops.reconad.memory_address(queries, keys, memory, float(shrink_threshold))
     # mean over rows, 0 for N = 0 (as the reference)
     entropy = (row_entropy.sum() / max(z.shape[0], 1)).to(z.dtype)
-    return MemoryAddressOutput(out, entropy, None)
+    return MemoryAddressOutput(out, entropy, None, row_entropy.to(z.dtype))
 
 
-_registered = False
+def _fallback(z: torch.Tensor, memory: torch.Tensor, shrink_threshold: float, similarity: str) -> MemoryAddressOutput:
+    return memory_address_reference(z, memory, shrink_threshold, similarity)
 
 
-def _register_python_impls() -> None:
-    """Fake (meta) and autograd implementations of ``reconad::memory_address``, once its schema is loaded."""
-    global _registered
-    if _registered or not torch._C._dispatch_has_kernel("reconad::memory_address"):
-        return
-    _registered = True
-
-    def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
-        return torch.float64 if dtype == torch.float64 else torch.float32
-
-    @torch.library.register_fake("reconad::memory_address")
-    def _fake(z, keys, values, shrink_threshold):
-        torch._check(z.dim() == 2 and keys.dim() == 2 and keys.shape == values.shape and keys.shape[1] == z.shape[1],
-                     lambda: f"memory_address: bad shapes z {tuple(z.shape)}, keys {tuple(keys.shape)}, "
-                             f"values {tuple(values.shape)}")
-        n = z.shape[0]
-        sd = _stats_dtype(z.dtype)
-        return (z.new_empty((n, z.shape[1])), z.new_empty((n,), dtype=sd), z.new_empty((n,), dtype=sd),
-                z.new_empty((n,), dtype=sd))
-
-    @torch.library.register_fake("reconad::memory_address_backward")
-    def _fake_backward(grad_output, grad_entropy, z, keys, values, output, entropy, lse, lse_support,
-                       shrink_threshold):
-        return z.new_empty(z.shape), keys.new_empty(keys.shape), values.new_empty(values.shape)
-
-    def _setup_context(ctx, inputs, output):
-        z, keys, values, shrink_threshold = inputs
-        out, row_entropy, lse, lse_support = output
-        ctx.save_for_backward(z, keys, values, out, row_entropy, lse, lse_support)
-        ctx.shrink_threshold = shrink_threshold
-
-    def _backward(ctx, grad_out, grad_entropy, _grad_lse, _grad_lse_support):
-        z, keys, values, out, row_entropy, lse, lse_support = ctx.saved_tensors
-        # lse and lse_support are saved statistics, not differentiable outputs
-        if grad_out is None:
-            grad_out = torch.zeros_like(out)
-        if grad_entropy is None:
-            grad_entropy = torch.zeros_like(row_entropy)
-        dz, dkeys, dvalues = torch.ops.reconad.memory_address_backward(
-            grad_out, grad_entropy, z, keys, values, out, row_entropy, lse, lse_support, ctx.shrink_threshold)
-        return dz, dkeys, dvalues, None
-
-    torch.library.register_autograd("reconad::memory_address", _backward, setup_context=_setup_context)
+_OP = define_op("memory_address", fallback=_fallback, kernel=_kernel, fake=_fake, backward=_backward,
+                setup_context=_setup_context, fakes={"memory_address_backward": _fake_backward})
 
 
-_register_python_impls()
+def memory_address(z: torch.Tensor, memory: torch.Tensor, shrink_threshold: float,
+                   similarity: str = "cosine", return_weights: bool = False) -> MemoryAddressOutput:
+    """Read ``memory`` (K x C) with queries ``z`` (N x C); see the module docstring for the definition.
+
+    Returns ``MemoryAddressOutput(output, entropy, weights, row_entropy)``: ``entropy`` (scalar, MemAE's
+    loss) is the mean of ``row_entropy`` (N,), which evaluation uses per sample; ``weights`` is None unless
+    asked for. Gradients flow to ``z`` and ``memory``. Runs the compiled op (``reconad::memory_address``)
+    when ``backend("memory_address", device)`` is not ``"fallback"``; ``return_weights=True`` needs the
+    N x K weights, which the op never forms, so it runs the reference.
+    """
+    if return_weights:
+        return memory_address_reference(z, memory, shrink_threshold, similarity, return_weights=True)
+    return _OP(z, memory, shrink_threshold, similarity)
+
+

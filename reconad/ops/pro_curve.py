@@ -26,11 +26,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ._extension import backend, register_op
+from ._extension import define_op
 
 __all__ = ["LABEL_STRUCTURE", "ProCurveResult", "pro_curve", "pro_curve_reference", "trapezoid_to_limit"]
-
-register_op("pro_curve")
 
 # scipy.ndimage.label structure for (N, H, W) masks: 8-connectivity inside each map, none across maps
 LABEL_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
@@ -111,26 +109,26 @@ def pro_curve_reference(anomaly_maps: np.ndarray, masks: np.ndarray, fpr_limit: 
     return ProCurveResult(fpr, pro, area, n_normal, int(n_regions))
 
 
-def _register_fake() -> None:
-    from ._extension import load_extension
-
-    load_extension()
-    if not torch._C._dispatch_has_kernel("reconad::pro_curve"):
-        return
-
-    @torch.library.register_fake("reconad::pro_curve")
-    def _(anomaly_maps, masks, fpr_limit, return_curve):  # noqa: ANN001 - fake-tensor signature
-        ctx = torch.library.get_ctx()
-        n = ctx.new_dynamic_size()
-        f64 = dict(dtype=torch.float64, device=anomaly_maps.device)
-        return anomaly_maps.new_empty((n,), **f64), anomaly_maps.new_empty((n,), **f64), \
-            anomaly_maps.new_empty((3,), **f64)
+def _fake(anomaly_maps, masks, fpr_limit, return_curve):  # noqa: ANN001 - fake-tensor signature
+    n = torch.library.get_ctx().new_dynamic_size()
+    f64 = dict(dtype=torch.float64, device=anomaly_maps.device)
+    return anomaly_maps.new_empty((n,), **f64), anomaly_maps.new_empty((n,), **f64), \
+        anomaly_maps.new_empty((3,), **f64)
 
 
-try:
-    _register_fake()
-except (RuntimeError, AttributeError):  # an older torch without register_fake / get_ctx: eager use only
-    pass
+def _kernel(anomaly_maps: torch.Tensor, masks: torch.Tensor, fpr_limit: float, return_curve: bool) -> ProCurveResult:
+    fpr, pro, stats = torch.ops.reconad.pro_curve(anomaly_maps.contiguous(), masks.contiguous(),
+                                                  float(fpr_limit), bool(return_curve))
+    st = stats.cpu().tolist()
+    return ProCurveResult(fpr.cpu().numpy(), pro.cpu().numpy(), float(st[0]), int(st[1]), int(st[2]))
+
+
+def _fallback(anomaly_maps: torch.Tensor, masks: torch.Tensor, fpr_limit: float, return_curve: bool) -> ProCurveResult:
+    return pro_curve_reference(anomaly_maps.cpu().numpy(), masks.cpu().numpy(), fpr_limit, return_curve)
+
+
+# no autograd: the curve is a metric, not a training signal
+_OP = define_op("pro_curve", fallback=_fallback, kernel=_kernel, fake=_fake)
 
 
 def pro_curve(anomaly_maps: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray, fpr_limit: float = 1.0,
@@ -144,9 +142,4 @@ def pro_curve(anomaly_maps: torch.Tensor | np.ndarray, masks: torch.Tensor | np.
         anomaly_maps = torch.from_numpy(np.ascontiguousarray(anomaly_maps))
     if isinstance(masks, np.ndarray):
         masks = torch.from_numpy(np.ascontiguousarray(masks))
-    if backend("pro_curve", anomaly_maps.device.type) != "fallback":
-        fpr, pro, stats = torch.ops.reconad.pro_curve(anomaly_maps.contiguous(), masks.contiguous(),
-                                                      float(fpr_limit), bool(return_curve))
-        st = stats.cpu().tolist()
-        return ProCurveResult(fpr.cpu().numpy(), pro.cpu().numpy(), float(st[0]), int(st[1]), int(st[2]))
-    return pro_curve_reference(anomaly_maps.cpu().numpy(), masks.cpu().numpy(), fpr_limit, return_curve)
+    return _OP(anomaly_maps, masks, fpr_limit, return_curve)

@@ -29,15 +29,12 @@ Gradients (``grad=``):
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
-from ._extension import backend, load_extension, register_op
+from ._extension import define_op
 
 __all__ = ["TOPK_MASK_EPS", "hidden_count", "topk_mask", "topk_mask_reference"]
-
-register_op("topk_mask")
 
 #: eq. 2's "infinitesimal" eps; the paper gives no value, 1e-7 is tf.keras.backend.epsilon() (OLED is TensorFlow).
 #: Pixels with ``s - A < 100 * eps`` get a mask value below 0.99.
@@ -139,61 +136,35 @@ def topk_mask_reference(activation: torch.Tensor, keep: float = 0.875, eps: floa
 # The compiled op reconad::topk_mask(activation, k, eps, grad) -> (mask, threshold) and its backward.
 # ---------------------------------------------------------------------------------------------------------
 
-_registered = False
+def _fake(activation, k, eps, grad):  # noqa: ANN001 - fake-tensor signature
+    torch._check(activation.dim() >= 2, lambda: f"topk_mask: need (..., H, W), got {tuple(activation.shape)}")
+    return torch.empty_like(activation, memory_format=torch.contiguous_format), \
+        activation.new_empty(activation.shape[:-2])
 
 
-def _register() -> bool:
-    """Register fake + autograd for the compiled op once it exists (the extension may load after import)."""
-    global _registered
-    if _registered:
-        return True
-    load_extension()
-    try:
-        if not torch._C._dispatch_has_kernel("reconad::topk_mask"):
-            return False
-    except RuntimeError:
-        return False
-    _registered = True
-
-    @torch.library.register_fake("reconad::topk_mask")
-    def _fake(activation, k, eps, grad):
-        torch._check(activation.dim() >= 2, lambda: f"topk_mask: need (..., H, W), got {tuple(activation.shape)}")
-        return torch.empty_like(activation, memory_format=torch.contiguous_format), \
-            activation.new_empty(activation.shape[:-2])
-
-    @torch.library.register_fake("reconad::topk_mask_backward")
-    def _fake_backward(grad, activation, threshold, eps, grad_mode):
-        return torch.empty_like(activation, memory_format=torch.contiguous_format)
-
-    def _setup_context(ctx, inputs, output):
-        activation, _k, eps, grad_mode = inputs
-        ctx.save_for_backward(activation, output[1])
-        ctx.eps, ctx.grad_mode = eps, grad_mode
-        ctx.mark_non_differentiable(output[1])
-
-    def _backward(ctx, grad_mask, _grad_threshold):
-        activation, threshold = ctx.saved_tensors
-        g = torch.ops.reconad.topk_mask_backward(grad_mask, activation, threshold, ctx.eps, ctx.grad_mode)
-        return g, None, None, None
-
-    torch.library.register_autograd("reconad::topk_mask", _backward, setup_context=_setup_context)
-    return True
+def _fake_backward(grad, activation, threshold, eps, grad_mode):  # noqa: ANN001
+    return torch.empty_like(activation, memory_format=torch.contiguous_format)
 
 
-_register()
+def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+    activation, _k, eps, grad_mode = inputs
+    ctx.save_for_backward(activation, output[1])
+    ctx.eps, ctx.grad_mode = eps, grad_mode
+    ctx.mark_non_differentiable(output[1])
 
 
-_USE_OP: dict[tuple[str, str], bool] = {}
+def _backward(ctx, grad_mask, _grad_threshold):  # noqa: ANN001
+    activation, threshold = ctx.saved_tensors
+    g = torch.ops.reconad.topk_mask_backward(grad_mask, activation, threshold, ctx.eps, ctx.grad_mode)
+    return g, None, None, None
 
 
-@torch.compiler.assume_constant_result
-def _use_op(device_type: str) -> bool:
-    # constant for torch.compile (the dispatcher queries behind backend() cannot be traced), and cached:
-    # backend() costs ~30 us a call, more than the kernel on small inputs
-    key = (device_type, os.environ.get("RECONAD_DISABLE_EXTENSION", ""))
-    if key not in _USE_OP:
-        _USE_OP[key] = backend("topk_mask", device_type) != "fallback" and _register()
-    return _USE_OP[key]
+def _kernel(activation: torch.Tensor, k: int, eps: float, grad: str) -> torch.Tensor:
+    return torch.ops.reconad.topk_mask(activation, k, eps, grad)[0]
+
+
+_OP = define_op("topk_mask", fallback=_ReferenceFunction.apply, kernel=_kernel, fake=_fake, backward=_backward,
+                setup_context=_setup_context, fakes={"topk_mask_backward": _fake_backward})
 
 
 def topk_mask(activation: torch.Tensor, keep: float = 0.875, eps: float = TOPK_MASK_EPS,
@@ -208,6 +179,4 @@ def topk_mask(activation: torch.Tensor, keep: float = 0.875, eps: float = TOPK_M
     """
     _check(activation, keep, eps, grad)
     k = hidden_count(keep, activation.shape[-1] * activation.shape[-2])
-    if _use_op(activation.device.type):
-        return torch.ops.reconad.topk_mask(activation, k, float(eps), grad)[0]
-    return _ReferenceFunction.apply(activation, k, float(eps), grad)
+    return _OP(activation, k, float(eps), grad)

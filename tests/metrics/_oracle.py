@@ -63,3 +63,39 @@ def blob_masks(rng: np.random.Generator, n: int, h: int, w: int, level: float = 
     for i in np.flatnonzero(~masks.any(axis=(1, 2))):
         masks[i] = field[i] > np.quantile(field[i], 0.97)
     return masks
+
+
+def pro_case(rng: np.random.Generator, kind: str, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Maps and masks of one PRO test case: ``kind`` picks the edge case (ties, single pixels, corner-only
+    connections, regions on the border, images without anomalies) or plain random blobs."""
+    n, h, w = 6, 23, 31
+    maps = rng.random((n, h, w))
+    if kind == "ties":                                   # few distinct scores: large tie groups
+        maps = np.floor(maps * 12) / 12
+        masks = blob_masks(rng, n, h, w)
+    elif kind == "single_pixels":                        # sparse isolated pixels, some diagonal neighbours
+        masks = rng.random((n, h, w)) < 0.03
+    elif kind == "diagonal":                             # regions connected only through corners
+        masks = np.zeros((n, h, w), bool)
+        for i in range(n):
+            off = int(rng.integers(-h, w))
+            for y in range(h):
+                for x in (y + off, h - y + off + 5):
+                    if 0 <= x < w:
+                        masks[i, y, x] = True
+    elif kind == "border":                               # regions on every edge and corner
+        masks = blob_masks(rng, n, h, w, 0.6)
+        masks[:, 0, : w // 3] = True
+        masks[:, -1, -4:] = True
+        masks[:, h // 2 :, 0] = True
+        masks[:, 0, -1] = True
+    elif kind == "no_anomaly_images":                    # half the images have an empty mask
+        masks = blob_masks(rng, n, h, w)
+        masks[::2] = False
+    else:
+        masks = blob_masks(rng, n, h, w)
+    # anomalous pixels score a little higher, so the curves are not all near the diagonal
+    maps = maps + 0.25 * masks * (kind != "ties")
+    if not masks.any():
+        masks[0, 0, 0] = True
+    return maps.astype(dtype), masks

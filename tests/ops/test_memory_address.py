@@ -8,6 +8,7 @@ that rounding (fp32) or finite differences (gradcheck) cannot move a slot across
 """
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -46,8 +47,9 @@ def _cut(s_row: np.ndarray, lam: float) -> float:
     return lse + math.log(lam) if lam > 0 else -math.inf
 
 
-def loop_oracle(z: torch.Tensor, memory: torch.Tensor, lam: float, similarity: str):
-    """fp64 restricted softmax, one row at a time: (output, entropy, weights) as numpy arrays."""
+def loop_oracle(z: torch.Tensor, memory: torch.Tensor, lam: float, similarity: str, per_row: bool = False):
+    """fp64 restricted softmax, one row at a time: (output, entropy, weights) as numpy arrays; the entropy is
+    the mean over rows, or each row's (N,) with ``per_row``."""
     zn, mn = z.detach().double().cpu().numpy(), memory.detach().double().cpu().numpy()
     s = _scores_np(zn, mn, similarity)
     n_rows, k_slots = s.shape
@@ -63,6 +65,8 @@ def loop_oracle(z: torch.Tensor, memory: torch.Tensor, lam: float, similarity: s
             w_all[n, k] = w
             out[n] += w * mn[k]
             h[n] -= w * math.log(w)
+    if per_row:
+        return out, h, w_all
     return out, (h.mean() if n_rows else 0.0), w_all
 
 
@@ -78,8 +82,9 @@ def memae_eps_formula(z: torch.Tensor, memory: torch.Tensor, lam: float, similar
     return w @ memory, entropy, w
 
 
-def torch_row_oracle(z: torch.Tensor, memory: torch.Tensor, lam: float, similarity: str):
-    """Differentiable fp64 oracle, one row at a time with the support's slots indexed out (not masked)."""
+def torch_row_oracle(z: torch.Tensor, memory: torch.Tensor, lam: float, similarity: str, per_row: bool = False):
+    """Differentiable fp64 oracle, one row at a time with the support's slots indexed out (not masked):
+    (output, mean entropy), or (output, entropy of each row) with ``per_row``."""
     q, keys = (z / z.norm(dim=1, keepdim=True).clamp_min(1e-12), memory / memory.norm(dim=1, keepdim=True).clamp_min(1e-12)) \
         if similarity == "cosine" else (z, memory)
     outs, ents = [], []
@@ -95,8 +100,8 @@ def torch_row_oracle(z: torch.Tensor, memory: torch.Tensor, lam: float, similari
         outs.append(w @ memory[idx])
         ents.append(-(w * torch.log(w)).sum())
     if not outs:
-        return z.new_zeros((0, z.shape[1])), z.new_zeros(())
-    return torch.stack(outs), torch.stack(ents).mean()
+        return z.new_zeros((0, z.shape[1])), z.new_zeros((0,) if per_row else ())
+    return torch.stack(outs), torch.stack(ents) if per_row else torch.stack(ents).mean()
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -141,11 +146,15 @@ def rel(a: torch.Tensor | np.ndarray | float, b: torch.Tensor | np.ndarray | flo
     return float((a - b).norm() / b.norm().clamp_min(1e-30)) if b.norm() > 0 else float((a - b).norm())
 
 
-def grads(fn, z: torch.Tensor, memory: torch.Tensor, g_out: torch.Tensor, g_ent: float):
+def grads(fn, z: torch.Tensor, memory: torch.Tensor, g_out: torch.Tensor, g_ent: float | torch.Tensor):
+    """Gradients of out . g_out + g_ent * ent for fn(z, memory)[:2] = (out, ent); ``g_ent`` a number for the
+    mean entropy, an (N,) tensor for per-row entropies."""
     z = z.detach().clone().requires_grad_(True)
     memory = memory.detach().clone().requires_grad_(True)
     out, ent = fn(z, memory)[:2]
-    loss = (out * g_out.to(out.dtype)).sum() + g_ent * ent
+    if isinstance(g_ent, torch.Tensor):
+        g_ent = g_ent.to(ent.device, ent.dtype)
+    loss = (out * g_out.to(out.dtype)).sum() + (g_ent * ent).sum()
     gz, gm = torch.autograd.grad(loss, (z, memory), allow_unused=True)
     return (torch.zeros_like(z) if gz is None else gz), (torch.zeros_like(memory) if gm is None else gm)
 
@@ -159,8 +168,9 @@ def test_reference_matches_loop_oracle(similarity, lam):
     out, ent, w = loop_oracle(z, memory, lam_v, similarity)
     assert rel(res.output, out) < 1e-12 and abs(res.entropy.item() - ent) < 1e-12
     assert rel(res.weights, w) < 1e-12
+    assert rel(res.row_entropy, loop_oracle(z, memory, lam_v, similarity, per_row=True)[1]) < 1e-12
     if lam == "empty":
-        assert not res.output.any() and res.entropy.item() == 0.0
+        assert not res.output.any() and res.entropy.item() == 0.0 and not res.row_entropy.any()
     if lam == "partial":  # the case is not degenerate: some slots are cut, some kept
         assert 0 < int((w > 0).sum()) < w.size
 
@@ -227,7 +237,7 @@ def test_no_queries(impl):
     z = torch.randn(0, 4, requires_grad=True)
     memory = torch.randn(6, 4, requires_grad=True)
     res = _impl(impl)(z, memory, 0.1)
-    assert res.output.shape == (0, 4) and res.entropy.item() == 0.0
+    assert res.output.shape == (0, 4) and res.entropy.item() == 0.0 and res.row_entropy.shape == (0,)
     (res.output.sum() + res.entropy).backward()
     assert z.grad.shape == (0, 4) and not memory.grad.any()
 
@@ -239,7 +249,7 @@ def test_empty_support_reads_zeros_without_nan(impl, similarity):
     z.requires_grad_(True)
     memory.requires_grad_(True)
     res = _impl(impl)(z, memory, lam, similarity)
-    assert not res.output.any() and res.entropy.item() == 0.0
+    assert not res.output.any() and res.entropy.item() == 0.0 and not res.row_entropy.any()
     (res.output.sum() + res.entropy).backward()
     for g in (z.grad, memory.grad):
         assert torch.isfinite(g).all() and not g.any()
@@ -261,6 +271,35 @@ def test_non_contiguous_inputs(impl, similarity):
         assert torch.allclose(x, y, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["fallback", pytest.param("op", marks=needs_cpu_kernel)])
+@pytest.mark.parametrize("shape", [(6, 3, 4), (6,)])
+def test_memae_memory_evaluates_per_sample_entropy(impl, shape, monkeypatch):
+    """MemAE's memory reads through the op in evaluation too: each sample's entropy is the mean of its
+    positions' entropies (fp64 loop oracle); only the fallback backend runs the reference."""
+    from reconad.builtin.memae import MemAEMemory
+
+    module = importlib.import_module("reconad.ops.memory_address")  # (reconad.ops.memory_address is the function)
+
+    if impl == "fallback":
+        monkeypatch.setenv("RECONAD_DISABLE_EXTENSION", "1")
+    else:
+        def no_reference(*args, **kwargs):
+            raise AssertionError("the reference path ran where the compiled op serves the device")
+        monkeypatch.setattr(module, "memory_address_reference", no_reference)
+    mem = MemAEMemory(shape, slots=10).double().eval()
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        read = mem(x)
+    queries = x.permute(0, 2, 3, 1).reshape(-1, shape[0]) if len(shape) == 3 else x
+    out, h, _ = loop_oracle(queries, mem.memory, mem.shrink_threshold, "cosine", per_row=True)
+    got = read.output.permute(0, 2, 3, 1).reshape(-1, shape[0]) if len(shape) == 3 else read.output
+    assert read.output.shape == x.shape and rel(got, out) < 1e-10
+    assert read.sample_entropy.shape == (3,) and rel(read.sample_entropy, h.reshape(3, -1).mean(1)) < 1e-10
+    assert abs(read.entropy.item() - h.mean()) < 1e-10
+    mem.train()
+    assert mem(x).sample_entropy is None          # training reads the scalar loss only, as before
+
+
 # ----------------------------------------------------------------------------- the compiled CPU kernel
 def _check_against_oracle(z, memory, lam, similarity, tol: float, fn=memory_address) -> None:
     """Forward, entropy and both gradients of fn within tol (relative) of the fp64 oracles."""
@@ -272,6 +311,17 @@ def _check_against_oracle(z, memory, lam, similarity, tol: float, fn=memory_addr
     got = grads(lambda a, b: fn(a, b, lam, similarity), z, memory, g_out.to(z.device), g_ent)
     want = grads(lambda a, b: torch_row_oracle(a, b, lam, similarity), z.double().cpu(), memory.double().cpu(),
                  g_out, g_ent)
+    for a, b in zip(got, want):
+        assert rel(a, b) < tol
+    # each row's entropy (what evaluation reads), and its gradient
+    _, h, _ = loop_oracle(z, memory, lam, similarity, per_row=True)
+    assert res.row_entropy.shape == (z.shape[0],) and res.row_entropy.dtype == z.dtype
+    assert rel(res.row_entropy, h) < tol
+    g_rows = torch.randn(z.shape[0], dtype=torch.float64)
+    row_fn = lambda a, b: (lambda r: (r.output, r.row_entropy))(fn(a, b, lam, similarity))  # noqa: E731
+    got = grads(row_fn, z, memory, g_out.to(z.device), g_rows)
+    want = grads(lambda a, b: torch_row_oracle(a, b, lam, similarity, per_row=True), z.double().cpu(),
+                 memory.double().cpu(), g_out, g_rows)
     for a, b in zip(got, want):
         assert rel(a, b) < tol
 
@@ -426,6 +476,39 @@ def test_cuda_gradcheck_and_edge_cases(similarity):
     a = memory_address(z[::2, ::2], memory[::2, ::2], lam, similarity)
     b = memory_address(z[::2, ::2].contiguous(), memory[::2, ::2].contiguous(), lam, similarity)
     assert torch.allclose(a.output, b.output, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_cuda_memae_memory_evaluates_with_the_op(dtype, tol, monkeypatch):
+    """MemAE evaluation on a GPU: the CUDA op's per-row entropy, averaged per sample, never the reference."""
+    from reconad.builtin.memae import MemAEMemory
+
+    module = importlib.import_module("reconad.ops.memory_address")  # (reconad.ops.memory_address is the function)
+
+    assert backend("memory_address", "cuda") == "cuda"
+
+    def no_reference(*args, **kwargs):
+        raise AssertionError("the reference path ran on CUDA")
+    monkeypatch.setattr(module, "memory_address_reference", no_reference)
+    # fp32: queries and memory drawn away from the support's cut, so rounding cannot move a slot across it;
+    # bf16 rounds too coarsely for such a draw: no shrinkage (lambda = 0)
+    z, memory, lam = make_inputs(140, 40, 16, "cosine", 0.0 if dtype == torch.bfloat16 else "partial", dtype=dtype,
+                                 device="cuda", margin=1e-4)
+    mem = MemAEMemory((16, 5, 7), slots=40, shrink_threshold=lam).to("cuda", dtype).eval()
+    mem.memory.data.copy_(memory)
+    x = z.reshape(4, 5, 7, 16).permute(0, 3, 1, 2)
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            read = mem(x)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+    out, h, _ = loop_oracle(z, memory, lam, "cosine", per_row=True)
+    assert read.sample_entropy.dtype == dtype
+    assert rel(read.sample_entropy, h.reshape(4, -1).mean(1)) < tol
+    assert rel(read.output.permute(0, 2, 3, 1).reshape(-1, 16), out) < tol
 
 
 @pytest.mark.cuda

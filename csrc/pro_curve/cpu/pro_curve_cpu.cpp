@@ -26,7 +26,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "pro_curve/pro_curve_common.h"
+#include "pro_curve/pro_curve.h"
 
 namespace reconad {
 namespace {

@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "pro_curve/pro_curve_common.h"
+#include "pro_curve/pro_curve.h"
 
 namespace reconad {
 namespace {

@@ -11,10 +11,10 @@ Implementations (rows):
 * ``anomalib`` / ``adeval`` when those packages are installed (ADEval calls numpy's removed ``trapz``:
   aliased here, never in reconad).
 
-    python benchmarks/bm_aupro.py                              # CPU: 200 maps of 256x256 (13.1 Mpix)
-    python benchmarks/bm_aupro.py --maps 1725                  # MVTec AD's test-set size
-    python benchmarks/bm_aupro.py --device cuda                # 100 maps of 1024x1024 from CUDA tensors
-    python benchmarks/bm_aupro.py --skip-official              # without the slow reference rows
+    python benchmarks/bm_pro_curve.py                          # CPU: 200 maps of 256x256 (13.1 Mpix)
+    python benchmarks/bm_pro_curve.py --maps 1725              # MVTec AD's test-set size
+    python benchmarks/bm_pro_curve.py --device cuda            # 100 maps of 1024x1024 from CUDA tensors
+    python benchmarks/bm_pro_curve.py --skip-official          # without the slow reference rows
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         figures = "; ".join(f"{r['impl']} {r['maps']} {r['ms']:.1f} ms" for r in rows)
         if device.type == "cpu" and hasattr(os, "getloadavg"):   # the dev machine is shared: say how busy
             figures += f" (load average {os.getloadavg()[0]:.1f})"
-        append_results("bm_aupro", device, figures)
+        append_results("bm_pro_curve", device, figures)
     return rows
 
 
