@@ -316,8 +316,8 @@ def summarize(ck: Check) -> list[str]:
             g = f"  [<= {goal[0]} / {goal[1]}: {_verdict(r['fwd_ms'], goal[0])} / {_verdict(r['fwd_bwd_ms'], goal[1])}]" \
                 if goal else ""
             peak = "" if r.get("peak_MiB") is None else f"  {r['peak_MiB']:.0f} MiB"
-            lines.append(f"  {r['impl']:16s} {r['N,K,C']:16s} {r['dtype']:9s} {r['fwd_ms']:8.3f} / {r['fwd_bwd_ms']:8.3f}"
-                         f"{peak}{g}")
+            fb = "       -" if r.get("fwd_bwd_ms") is None else f"{r['fwd_bwd_ms']:8.3f}"
+            lines.append(f"  {r['impl']:16s} {r['N,K,C']:16s} {r['dtype']:9s} {r['fwd_ms']:8.3f} / {fb}{peak}{g}")
     topk = [r for r in s.get("bench_topk_mask", {}).get("rows", []) if r["impl"] in ("topk_mask", "copy")]
     if topk:
         lines.append("topk_mask (#4) forward us  [goal]")
@@ -325,7 +325,7 @@ def summarize(ck: Check) -> list[str]:
             goal = TOPK_GOALS_US.get(r["shape"]) if r["impl"] == "topk_mask" else None
             g = f"  [<= {goal}: {_verdict(r['us'], goal)}]" if goal else ""
             lines.append(f"  {r['impl']:10s} {r['shape']:12s} {r['us']:9.1f} us  {r['x_vs_kthvalue']:.1f}x kthvalue{g}")
-    for key in ("bench_aupro", "bench_aupro_mvtec"):
+    for key in ("bench_pro_curve", "bench_pro_curve_mvtec"):
         for r in s.get(key, {}).get("rows", []):
             goal, verdict = None, "-"
             if r["impl"].startswith("reconad (") and r["maps"] == "100x1024x1024":
@@ -399,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
             topk = ["--shape", "4,8,8"]
             aupro = ["--maps", "3", "--size", "32", "--skip-official"]
             aupro_mvtec = ["--maps", "5", "--size", "16", "--skip-official"]
-            mem = ["--shape", "256,20,8", "--dtype", "float32", "--impl", "op", "--impl", "eager", "--impl", "gemms"]
+            mem = ["--shape", "256,20,8", "--dtype", "float32", "--impl", "op", "--impl", "infer", "--impl", "eager",
+                   "--impl", "gemms"]
             mem_tf32: list[str] = []
             mem_compiled: list[str] = []
             run_over = ["train.epochs=1", "data.image_size=16", "data.patch_size=16", "data.patch_stride=48",
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             topk, aupro = [], ["--skip-official"]
             aupro_mvtec = ["--maps", "1725", "--size", "256", "--skip-official"]
             mem = ["--shape", "65536,2000,256", "--shape", "7168,2000,256", "--dtype", "bfloat16",
-                   "--impl", "op", "--impl", "eager", "--impl", "gemms"]
+                   "--impl", "op", "--impl", "infer", "--impl", "eager", "--impl", "gemms"]
             mem_tf32 = ["--shape", "65536,2000,256", "--dtype", "float32", "--tf32",
                         "--impl", "op", "--impl", "eager", "--impl", "gemms"]
             mem_compiled = ["--shape", "65536,2000,256", "--shape", "7168,2000,256", "--dtype", "bfloat16",
@@ -417,14 +418,15 @@ def main(argv: list[str] | None = None) -> int:
         common = ["--device", dev]
         ck.step("bench_topk_mask", lambda: step_bench(ck, "bench_topk_mask", "topk_mask", [*common, *topk], 120),
                 needs=15)
-        ck.step("bench_aupro", lambda: step_bench(ck, "bench_aupro", "aupro", [*common, *aupro], 150), needs=30)
+        ck.step("bench_pro_curve", lambda: step_bench(ck, "bench_pro_curve", "pro_curve", [*common, *aupro], 150),
+                needs=30)
         ck.step("bench_memory_address", lambda: step_bench(ck, "bench_memory_address", "memory_address",
                                                            [*common, *mem], 150), needs=20)
         if mem_tf32:
             ck.step("bench_memory_address_tf32", lambda: step_bench(ck, "bench_memory_address_tf32", "memory_address",
                                                                     [*common, *mem_tf32], 90), needs=20)
         ck.step("run", lambda: step_run(ck, dev, run_over, 150), needs=40)
-        ck.step("bench_aupro_mvtec", lambda: step_bench(ck, "bench_aupro_mvtec", "aupro", [*common, *aupro_mvtec],
+        ck.step("bench_pro_curve_mvtec", lambda: step_bench(ck, "bench_pro_curve_mvtec", "pro_curve", [*common, *aupro_mvtec],
                                                         120), needs=30)
         if mem_compiled:
             ck.step("bench_memory_compiled", lambda: step_bench(ck, "bench_memory_compiled", "memory_address",

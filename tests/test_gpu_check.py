@@ -40,7 +40,7 @@ def test_dry_run_runs_every_step_and_writes_its_record(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((out / "gpu_check.json").read_text())
     steps = record["steps"]
-    expected = ["info", "pytest", "bench_topk_mask", "bench_aupro", "bench_memory_address", "run", "bench_aupro_mvtec",
+    expected = ["info", "pytest", "bench_topk_mask", "bench_pro_curve", "bench_memory_address", "run", "bench_pro_curve_mvtec",
                 "summary"]
     assert list(steps) == expected
     assert all(steps[s]["status"] == "ok" for s in expected), {s: steps[s].get("why") for s in expected}
@@ -51,8 +51,8 @@ def test_dry_run_runs_every_step_and_writes_its_record(tmp_path):
     assert (out / "pytest.xml").is_file() and (out / "info.json").is_file()
     # each benchmark's rows come back as data, and its RESULTS.md row went to the output folder, not the repo's
     assert {r["impl"] for r in steps["bench_topk_mask"]["rows"]} >= {"copy", "kthvalue", "topk_mask"}
-    assert {r["impl"].split(" ")[0] for r in steps["bench_memory_address"]["rows"]} == {"op", "eager", "gemms"}
-    assert any(r["impl"] == "reconad-binned" for r in steps["bench_aupro"]["rows"])
+    assert {r["impl"].split(" ")[0] for r in steps["bench_memory_address"]["rows"]} == {"op", "infer", "eager", "gemms"}
+    assert any(r["impl"] == "reconad-binned" for r in steps["bench_pro_curve"]["rows"])
     rows = (out / "RESULTS.md").read_text()
     assert rows.count("abc1234") == 4 and "topk_mask" in rows and "memory_address" in rows
     assert _digest(results) == before
@@ -88,17 +88,19 @@ def test_summary_judges_each_figure_against_its_goal(tmp_path):
     ck.steps = {
         "bench_memory_address": {"status": "ok", "rows": [
             {**row, "impl": "op (cuda)", "fwd_ms": 0.40, "fwd_bwd_ms": 1.5},
-            {**row, "impl": "eager", "fwd_ms": 3.0, "fwd_bwd_ms": 11.0}]},
+            {**row, "impl": "eager", "fwd_ms": 3.0, "fwd_bwd_ms": 11.0},
+            {**row, "impl": "infer (cuda)", "fwd_ms": 0.2, "fwd_bwd_ms": None}]},
         "bench_topk_mask": {"status": "ok", "rows": [
             {"impl": "topk_mask", "shape": "256x28x28", "us": 9.0, "x_vs_kthvalue": 4.0},
             {"impl": "topk_mask", "shape": "8x512x512", "us": 41.0, "x_vs_kthvalue": 4.0}]},
-        "bench_aupro": {"status": "ok", "rows": [
+        "bench_pro_curve": {"status": "ok", "rows": [
             {"impl": "reconad (cuda)", "maps": "100x1024x1024", "Mpix": 104.9, "ms": 12.0, "aupro": 0.5},
             {"impl": "reconad-binned", "maps": "100x1024x1024", "Mpix": 104.9, "ms": 4.0, "aupro": 0.5}]},
     }
     text = "\n".join(mod.summarize(ck))
     assert "[<= 0.45 / 1.2: MET / missed]" in text            # fwd met, fwd+bwd missed
-    assert "eager" in text and "eager            65536,2000,256   bfloat16     3.000" in text
+    assert "eager            65536,2000,256   bfloat16     3.000 /   11.000  10 MiB" in text
+    assert "infer (cuda)     65536,2000,256   bfloat16     0.200 /        -  10 MiB" in text
     assert "256x28x28          9.0 us  4.0x kthvalue  [<= 10: MET]" in text
     assert "8x512x512         41.0 us  4.0x kthvalue  [<= 40: missed]" in text
     assert "[<= 15.0 ms: MET]" in text
