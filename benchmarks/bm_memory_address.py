@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import append_results, peak_memory, print_table, time_fn  # noqa: E402
+from common import append_results, bench_device, peak_memory, pick_shapes, print_table, time_fn  # noqa: E402
 
 from reconad.ops import backend, memory_address, memory_address_reference  # noqa: E402
 
@@ -142,14 +142,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
 
-    device = torch.device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
+    device = bench_device(args.device, args.threads)
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else \
-        (CUDA_SHAPES if device.type == "cuda" else CPU_SHAPES)
+    shapes = pick_shapes(args.shape, device, CPU_SHAPES, CUDA_SHAPES)
     dtypes = args.dtype or (["bfloat16", "float32"] if device.type == "cuda" else ["float32"])
     impls = args.impl or ["op", "infer", "infer-weights", "eager", "compiled", "gemms"]
     op_backend = backend("memory_address", device.type)

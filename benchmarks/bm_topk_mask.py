@@ -21,7 +21,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import append_results, print_table, time_fn  # noqa: E402
+from common import append_results, bench_device, pick_shapes, print_table, time_fn  # noqa: E402
 
 from reconad.ops import TOPK_MASK_EPS, backend, topk_mask  # noqa: E402
 
@@ -53,11 +53,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--shape", action="append", help="B,H,W (repeatable); default: the device's shapes")
     p.add_argument("--no-record", action="store_true", help="do not append a row to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
-    dev = torch.device(args.device)
-    if dev.type == "cpu":
-        torch.set_num_threads(args.threads)
-    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else \
-        (CUDA_SHAPES if dev.type == "cuda" else CPU_SHAPES)
+    dev = bench_device(args.device, args.threads)
+    shapes = pick_shapes(args.shape, dev, CPU_SHAPES, CUDA_SHAPES)
     eps = TOPK_MASK_EPS
     which = backend("topk_mask", dev.type)
     rows: list[dict] = []

@@ -42,6 +42,22 @@ def commit() -> str:
         return "unknown"
 
 
+def bench_device(name: str, threads: int) -> torch.device:
+    """The benchmark's device; on the CPU, ``threads`` torch threads (the op issues' CPU goals are for 2)."""
+    device = torch.device(name)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    return device
+
+
+def pick_shapes(given: list[str] | None, device: torch.device, cpu: list[tuple[int, ...]],
+                cuda: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """``--shape A,B,C`` values (repeatable) as tuples, else the device's default shapes."""
+    if given:
+        return [tuple(int(v) for v in s.split(",")) for s in given]
+    return cuda if device.type == "cuda" else cpu
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
