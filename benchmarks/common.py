@@ -1,7 +1,9 @@
-"""Shared helpers for ``benchmarks/bm_*.py``: timing, peak memory, the printed table, RESULTS.md rows.
+"""Shared helpers for ``benchmarks/bm_*.py`` and the papers' ``plugins/<paper>/benchmarks/bm_<paper>.py``:
+timing, peak memory, the printed table, RESULTS.md rows, README results tables.
 
 Each benchmark module defines ``main(argv: list[str] | None = None) -> list[dict]`` which prints its table
-and returns its rows; ``benchmarks/run.py`` runs them all (or the named ones).
+and returns its rows; ``benchmarks/run.py`` runs those in benchmarks/ (or the named ones), a paper's script
+runs on its own.
 """
 from __future__ import annotations
 

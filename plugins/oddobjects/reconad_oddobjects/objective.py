@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from reconad.builtin.objectives import ReconstructionObjective
 from reconad.components import Objective
 
 from .model import gaussian_kl
@@ -21,32 +22,30 @@ def squared_error(outputs: dict[str, Any]) -> torch.Tensor:
     return diff.pow(2).flatten(1).sum(1)
 
 
-class ReconstructionEntropyObjective(Objective):
+class ReconstructionEntropyObjective(ReconstructionObjective):
     """ODDObjects' loss (eq. 10): summed squared error + alpha x memory addressing entropy.
 
-    The batch mean of ``||x - x_hat||^2 + alpha E(w_hat)``; the entropy term only with a memory.
+    The batch mean of ``||x - x_hat||^2 + alpha E(w_hat)``; the entropy term only with a memory. This is the
+    core ``reconstruction`` objective with the error summed per image (``reconstruction``) and without a KL
+    term: eq. 10 has none, so a variational encoder's ``outputs["kl"]`` is ignored (``odd_elbo`` is the CVAE's
+    loss).
 
     ``reduction: mean`` divides the squared error by the number of values per image (the core's MSE scale).
     """
 
+    kl_term = False
+
     def __init__(self, entropy_weight: float = 0.0002, reduction: Literal["sum", "mean"] = "sum") -> None:
         if entropy_weight < 0:
             raise ValueError(f"odd_reconstruction: entropy_weight (alpha) must be >= 0, got {entropy_weight}")
-        self.alpha, self.reduction = float(entropy_weight), reduction
+        super().__init__(entropy_weight=float(entropy_weight))
+        self.reduction = reduction
 
-    def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def reconstruction(self, outputs: dict[str, Any]) -> torch.Tensor:
         err = squared_error(outputs)
         if self.reduction == "mean":
             err = err / outputs["input"][0].numel()
-        rec = err.mean()
-        losses = {"rec": rec}
-        total = rec
-        mem = outputs.get("memory")
-        if mem is not None:
-            losses["entropy"] = mem.entropy.float()
-            total = total + self.alpha * losses["entropy"]
-        losses["loss"] = total
-        return losses
+        return err.mean()
 
 
 class ELBOObjective(Objective):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from reconad.builtin.objectives import ReconstructionObjective
 from reconad.components import MemoryRead
 from reconad.config import load_config, validate
 from reconad.model import build_model
@@ -179,6 +180,23 @@ def test_reconstruction_entropy_loss_is_eq_10():
     assert got["loss"].item() == pytest.approx(expect.item(), rel=1e-6)
     mean = ReconstructionEntropyObjective(entropy_weight=0.0, reduction="mean").loss(out, {})
     assert mean["loss"].item() == pytest.approx(((x - r) ** 2).mean().item(), rel=1e-6)
+
+
+def test_reconstruction_entropy_loss_leaves_out_a_kl_output():
+    # eq. 10 has no KL term: a variational encoder's outputs["kl"] changes neither the loss nor its parts,
+    # where the core `reconstruction` objective it builds on adds kl_weight x kl
+    x, r = torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
+    ent, kl = torch.tensor(0.8), torch.tensor(5.0)
+    out = {"input": x, "recon": r, "memory": MemoryRead(r, ent, None), "kl": kl}
+    got = ReconstructionEntropyObjective(entropy_weight=0.5).loss(out, {})
+    assert set(got) == {"rec", "entropy", "loss"}
+    err = ((x - r) ** 2).flatten(1).sum(1).mean()
+    assert got["rec"].item() == pytest.approx(err.item(), rel=1e-6)
+    assert got["loss"].item() == pytest.approx(err.item() + 0.5 * 0.8, rel=1e-6)
+    core = ReconstructionObjective(entropy_weight=0.5).loss(out, {})
+    assert core["loss"].item() == pytest.approx(((x - r) ** 2).mean().item() + 0.5 * 0.8 + 5.0, rel=1e-6)
+    with pytest.raises(ValueError, match="entropy_weight"):
+        ReconstructionEntropyObjective(entropy_weight=-0.1)
 
 
 # ---------------------------------------------------------------------------------------------- Algorithm 2

@@ -5,9 +5,9 @@ MSE). Reports image AUROC of AS (eq. 10), of each decoder alone (parts mse / ssi
 and their means; appends a row to benchmarks/RESULTS.md and rewrites the results section of
 plugins/twostage/README.md.
 
-    OMP_NUM_THREADS=1 python benchmarks/bm_twostage.py                  # all ten classes
-    OMP_NUM_THREADS=1 python benchmarks/bm_twostage.py --classes 0 --jobs 1
-    OMP_NUM_THREADS=1 python benchmarks/bm_twostage.py --quick          # classes 0 1, 4 + 4 epochs
+    OMP_NUM_THREADS=1 python plugins/twostage/benchmarks/bm_twostage.py          # all ten classes
+    OMP_NUM_THREADS=1 python plugins/twostage/benchmarks/bm_twostage.py --classes 0 --jobs 1
+    OMP_NUM_THREADS=1 python plugins/twostage/benchmarks/bm_twostage.py --quick  # classes 0 1, 4 + 4 epochs
 """
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ import time
 
 import torch
 
-from common import append_results, commit, device_name, print_table, write_readme_section
+# this script lives in plugins/twostage/benchmarks/ and shares the repository's benchmarks/common.py
+# (timing, RESULTS.md rows, README tables): the root is three folders up from here
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from common import append_results, commit, device_name, print_table, write_readme_section  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"twostage": os.path.join(ROOT, "configs", "twostage", "twostage.yaml"),
            "cae": os.path.join(ROOT, "configs", "twostage", "cae.yaml")}
 README = os.path.join(ROOT, "plugins", "twostage", "README.md")
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    f"MSE decoder {means['mse']:.4f}, SSIM decoder {means['ssim']:.4f}, end-to-end CAE "
                    f"{means['cae']:.4f} (AS per class {per})")
     if not args.no_readme:
-        command = "OMP_NUM_THREADS=1 python benchmarks/bm_twostage.py " + " ".join(argv or [])
+        command = "OMP_NUM_THREADS=1 python plugins/twostage/benchmarks/bm_twostage.py " + " ".join(argv or [])
         write_readme_section(README, _readme_section(rows, command.strip(), means, device_name("cpu")), START, END)
     return table
 

@@ -5,9 +5,10 @@ Reports pixel AUROC, AUPRO (FPR <= 0.3), image AUROC and the paper's area-rule T
 and F1; rewrites the results section of plugins/selfsup/README.md and appends a row to benchmarks/RESULTS.md.
 The bar (issue #10): objective (1) or (3) beats the plain AE in pixel AUROC on every texture.
 
-    python benchmarks/bm_selfsup.py                                  # brick, grass, gravel; the configs' epochs
-    python benchmarks/bm_selfsup.py --classes brick --epochs 5       # one texture, fewer epochs
-    python benchmarks/bm_selfsup.py --quick                          # a smoke run (1 epoch, 32 pixels)
+    python plugins/selfsup/benchmarks/bm_selfsup.py                             # brick, grass, gravel,
+                                                                                # the configs' epochs
+    python plugins/selfsup/benchmarks/bm_selfsup.py --classes brick --epochs 5  # one texture, fewer epochs
+    python plugins/selfsup/benchmarks/bm_selfsup.py --quick                     # a smoke run (1 epoch, 32 pixels)
 """
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ import tempfile
 import time
 
 import torch
-from common import append_results, commit, device_name, print_table
+# this script lives in plugins/selfsup/benchmarks/ and shares the repository's benchmarks/common.py
+# (timing, RESULTS.md rows, README tables): the root is three folders up from here
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from common import append_results, commit, device_name, print_table  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "plugins", "selfsup", "README.md")
 CONFIGS = {"objective1": ("configs/selfsup/objective1.yaml", []),
            "objective3": ("configs/selfsup/objective3.yaml", []),
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         extra += ["train.epochs=1"]
     if args.epochs is not None:
         extra.append(f"train.epochs={args.epochs}")
-    command = "python benchmarks/bm_selfsup.py " + " ".join(argv or [])
+    command = "python plugins/selfsup/benchmarks/bm_selfsup.py " + " ".join(argv or [])
     rows: list[dict] = []
     fresh: list[dict] = []        # trained by this invocation (reused rows were recorded when trained)
     dev_label = "cpu"

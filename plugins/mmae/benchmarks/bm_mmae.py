@@ -1,10 +1,10 @@
 """MMAE (paper 002) vs a single-scale MemAE on ``textures`` (brick, grass, gravel), with the fuser ablation:
 image AUROC, pixel AUROC and AUPRO@0.3 per texture, written into plugins/mmae/README.md.
 
-    python benchmarks/bm_mmae.py                          # 3 textures x {MMAE attention, MMAE mean, MemAE,
-                                                          #               MemAE without batch norm}
-    python benchmarks/bm_mmae.py --epochs 10 --jobs 2     # two training processes at a time
-    python benchmarks/bm_mmae.py --quick                  # 1 epoch on brick: a smoke run (no README update)
+    python plugins/mmae/benchmarks/bm_mmae.py                       # 3 textures x {MMAE attention, MMAE mean,
+                                                                    #   MemAE, MemAE without batch norm}
+    python plugins/mmae/benchmarks/bm_mmae.py --epochs 10 --jobs 2  # two training processes at a time
+    python plugins/mmae/benchmarks/bm_mmae.py --quick               # 1 epoch on brick: a smoke run (no README)
 
 Runs can be split over processes and resumed: ``--rows FILE`` appends every finished run to FILE (JSON lines)
 and reuses the runs already there (same texture, model, epochs and overrides), e.g. one process per texture with
@@ -27,10 +27,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# this script lives in plugins/mmae/benchmarks/ and shares the repository's benchmarks/common.py
+# (timing, RESULTS.md rows, README tables): the root is three folders up from here
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from common import append_results, commit, device_name, print_table, write_readme_section  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "plugins", "mmae", "README.md")
 START, END = "<!-- bm_mmae:start -->", "<!-- bm_mmae:end -->"
 VARIANTS = {
@@ -92,7 +94,7 @@ def _fmt(v: object) -> str:
 def _markdown(rows: list[dict], args: argparse.Namespace, wins: int, textures: list[str], command: str) -> str:
     import torch
 
-    lines = [START, "", "## Results (written by `benchmarks/bm_mmae.py`)", "",
+    lines = [START, "", "## Results (written by `plugins/mmae/benchmarks/bm_mmae.py`)", "",
              f"Command: `{command}`  ",
              f"Device: {device_name('cpu')}, torch {torch.__version__}, commit {commit()}, "
              f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC.  ",
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     wins = _wins(rows, args.textures, "memae")
     print(f"MMAE beats MemAE in AUPRO on {wins} of {len(args.textures)} textures")
     if not args.quick and not args.no_write:
-        command = "python benchmarks/bm_mmae.py " + " ".join(argv or [])
+        command = "python plugins/mmae/benchmarks/bm_mmae.py " + " ".join(argv or [])
         write_readme(_markdown(table, args, wins, args.textures, command.strip()))
         append_results("mmae", args.device, f"textures {args.epochs} epochs, AUPRO@0.3 " + ", ".join(
             f"{r['texture']}/{r['model']}={r['aupro']:.3f}" for r in table) + f"; MMAE > MemAE on {wins}")

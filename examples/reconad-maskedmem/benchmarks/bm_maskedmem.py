@@ -1,8 +1,8 @@
 """reconad-maskedmem (examples/reconad-maskedmem) against plain MMAE and plain OLED on the same `textures` data:
 image AUROC, pixel AUROC and AUPRO@0.3, written into examples/reconad-maskedmem/README.md.
 
-    python benchmarks/bm_maskedmem.py                         # brick, 8 epochs, all three models
-    python benchmarks/bm_maskedmem.py --textures brick grass --epochs 20
+    python examples/reconad-maskedmem/benchmarks/bm_maskedmem.py  # brick, 8 epochs, all three models
+    python examples/reconad-maskedmem/benchmarks/bm_maskedmem.py --textures brick grass --epochs 20
 
 The three share the data, the image size, the optimiser settings of their own papers and the `l2` scorer
 (mean of the top 2% of the smoothed squared-error map) for the pixel metrics:
@@ -20,10 +20,12 @@ import time
 
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# this script lives in examples/reconad-maskedmem/benchmarks/ and shares the repository's benchmarks/common.py
+# (timing, RESULTS.md rows, README tables): the root is three folders up from here
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from common import append_results, commit, device_name, print_table, write_readme_section  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "reconad-maskedmem")
 L2 = {"name": "l2", "reduction": "topk", "topk_fraction": 0.02, "smoothing_sigma": 2.0}
 
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not args.quick:
         import torch
 
-        command = "python benchmarks/bm_maskedmem.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python examples/reconad-maskedmem/benchmarks/bm_maskedmem.py " + " ".join(
+            argv if argv is not None else sys.argv[1:])
         lines = [f"`{command.strip()}` on {device_name(args.device)}, torch {torch.__version__}, commit {commit()}, "
                  f"{args.epochs} epochs each:", "",
                  "| texture | model | image AUROC | pixel AUROC | AUPRO@0.3 | parameters | minutes |",

@@ -3,14 +3,16 @@
 Reports the image AUROC of each score (s_avg, s_mask, s_cont, s_rec) per class and their means, and the Mask
 Module's segmentation pixel AUROC (§4.5, activation map vs the digits' non-zero pixels, inliers / outliers)
 and the epoch the configs' validation selection kept (§4.1), for one seed or as the mean over several (each
-seed draws its own split of the data); appends a row to benchmarks/RESULTS.md and
-rewrites the results section of plugins/oled/README.md.
+seed draws its own split of the data); appends a row to benchmarks/RESULTS.md and rewrites the results section
+of plugins/oled/README.md (``--trace``: the trace section of plugins/oled/NOTES.md instead).
 
-    python benchmarks/bm_oled.py                          # configs/oled/{oled,cae_random_mask}.yaml, ten classes
-    python benchmarks/bm_oled.py --classes 2 8 --epochs 10 --jobs 2 --anomalies-per-class 100
-    python benchmarks/bm_oled.py --models oled --classes 8 --epochs 100 --trace 5   # test AUROC every 5 epochs
-    python benchmarks/bm_oled.py --seeds 0 1 2 --jobs 2   # three seeds (each its own data split): per-class means
-    python benchmarks/bm_oled.py --quick                  # two classes, 2 epochs: a smoke run (not recorded)
+    python plugins/oled/benchmarks/bm_oled.py           # configs/oled/{oled,cae_random_mask}.yaml, ten classes
+    python plugins/oled/benchmarks/bm_oled.py --classes 2 8 --epochs 10 --jobs 2 --anomalies-per-class 100
+    python plugins/oled/benchmarks/bm_oled.py --models oled --classes 8 --epochs 100 --trace 5
+                                                        # test AUROC every 5 epochs
+    python plugins/oled/benchmarks/bm_oled.py --seeds 0 1 2 --jobs 2   # three seeds (each its own data split):
+                                                                       # per-class means
+    python plugins/oled/benchmarks/bm_oled.py --quick   # two classes, 2 epochs: a smoke run (not recorded)
 """
 from __future__ import annotations
 
@@ -25,13 +27,17 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from common import append_results, commit, print_table, write_readme_section
+# this script lives in plugins/oled/benchmarks/ and shares the repository's benchmarks/common.py
+# (timing, RESULTS.md rows, README tables): the root is three folders up from here
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from common import append_results, commit, print_table, write_readme_section  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"oled": os.path.join(ROOT, "configs", "oled", "oled.yaml"),
            "cae": os.path.join(ROOT, "configs", "oled", "cae_random_mask.yaml")}
 SCORES = {"s_avg": "oled", "s_mask": "oled_mask", "s_cont": "oled_cont", "s_rec": "oled_rec"}
 README = os.path.join(ROOT, "plugins", "oled", "README.md")
+NOTES = os.path.join(ROOT, "plugins", "oled", "NOTES.md")  # the --trace diagnostic, an experiment log
 START, END = "<!-- bm_oled results: start -->", "<!-- bm_oled results: end -->"
 TRACE_START, TRACE_END = "<!-- bm_oled trace: start -->", "<!-- bm_oled trace: end -->"
 BAR = 0.97
@@ -185,9 +191,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--jobs", type=int, default=1, help="(model, class) runs in parallel, one thread each")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--quick", action="store_true", help="smoke run: classes 0 and 1, 2 epochs, 20 anomalies per class, nothing recorded")
-    ap.add_argument("--no-readme", action="store_true", help="do not rewrite plugins/oled/README.md")
+    ap.add_argument("--no-readme", action="store_true",
+                    help="do not rewrite plugins/oled/README.md (nor NOTES.md's trace)")
     ap.add_argument("--trace", type=int, default=0, metavar="EPOCHS",
-                    help="also score the test set every EPOCHS epochs and write that trace into the README's trace "
+                    help="also score the test set every EPOCHS epochs and write that trace into NOTES.md's trace "
                          "section (not the results table): how the AUROC moves with training, a diagnostic")
     ap.add_argument("--cache", default=None, help="JSON file of finished (model, class) rows: rows with the same "
                     "settings are read from it instead of retrained, new rows are added as they finish")
@@ -254,7 +261,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     epochs = load_config(CONFIGS[args.models[0]], overrides).train.epochs
     epochs_note = (f"{epochs} epochs, test anomalies per class: "
                    f"{args.anomalies_per_class or 'all 500'}, classes {args.classes}, seeds {args.seeds}")
-    command = "python benchmarks/bm_oled.py " + " ".join(argv or [])
+    command = "python plugins/oled/benchmarks/bm_oled.py " + " ".join(argv or [])
     figures = "; ".join(f"{m} mean " + " ".join(f"{k} {_fmt(summary[m][k])}" for k in SCORES)
                         for m in args.models)
     if "oled" in summary:
@@ -263,7 +270,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         trace = _trace_section(command.strip(), rows, epochs_note)
         print(trace)
         if not (args.no_readme or args.quick):
-            write_readme_section(README, trace, TRACE_START, TRACE_END)
+            write_readme_section(NOTES, trace, TRACE_START, TRACE_END, heading="## Trace")
         return all_rows
     if args.quick:  # a smoke run: nothing recorded
         return all_rows

@@ -4,11 +4,11 @@ Trains ``configs/oddobjects/<model>.yaml`` once per normal class, prints a table
 benchmarks/RESULTS.md and rewrites the results table in plugins/oddobjects/README.md (rows of models not run
 this time are kept).
 
-    python benchmarks/bm_oddobjects.py                                  # all four models, ten classes, 100 epochs
-    python benchmarks/bm_oddobjects.py --models memcae --epochs 100
-    python benchmarks/bm_oddobjects.py --models cae cvae --epochs 20 --classes 0 1 2
-    python benchmarks/bm_oddobjects.py --models memcae --jobs 2          # two classes at a time
-    python benchmarks/bm_oddobjects.py --quick                          # 1 epoch, classes 0 and 1: a smoke test
+    python plugins/oddobjects/benchmarks/bm_oddobjects.py            # all four models, ten classes, 100 epochs
+    python plugins/oddobjects/benchmarks/bm_oddobjects.py --models memcae --epochs 100
+    python plugins/oddobjects/benchmarks/bm_oddobjects.py --models cae cvae --epochs 20 --classes 0 1 2
+    python plugins/oddobjects/benchmarks/bm_oddobjects.py --models memcae --jobs 2   # two classes at a time
+    python plugins/oddobjects/benchmarks/bm_oddobjects.py --quick    # 1 epoch, classes 0 and 1: a smoke test
 """
 from __future__ import annotations
 
@@ -24,9 +24,12 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from common import append_results, commit, device_name, print_table, write_readme_section
+# this script lives in plugins/oddobjects/benchmarks/ and shares the repository's benchmarks/common.py
+# (timing, RESULTS.md rows, README tables): the root is three folders up from here
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from common import append_results, commit, device_name, print_table, write_readme_section  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "plugins", "oddobjects", "README.md")
 MODELS = ("ae", "cae", "cvae", "memcae")
 BEGIN, END = "<!-- bm_oddobjects:begin -->", "<!-- bm_oddobjects:end -->"
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv if argv is not None else [])
     if args.quick:
         args.epochs, args.classes = 1, [0, 1]
-    command = "python benchmarks/bm_oddobjects.py " + " ".join(argv or [])
+    command = "python plugins/oddobjects/benchmarks/bm_oddobjects.py " + " ".join(argv or [])
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(
             max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
