@@ -236,3 +236,21 @@ def test_the_browser_check_sees_a_broken_page(report_run, tmp_path):
     seen, stderr = _open_in_browser(folder, page, tmp_path)
     assert seen["broken"] == ["missing.png"]
     assert any("notDefined" in e for e in seen["errors"]) and "Uncaught" in stderr
+
+
+def test_a_threshold_that_does_not_carry_is_called_out():
+    """Per-set min-max scores (OLED's s_avg): a threshold taken on held-out normals flags almost nothing of a
+    test set full of anomalies; the page says the threshold, not the ranking, fails. A fitting one is quiet."""
+    from reconad import metrics as M
+    from reconad.engine.report import threshold_check
+
+    rng = np.random.default_rng(0)
+    raw = np.r_[rng.normal(1, 0.1, 10), rng.normal(2, 0.1, 90)]
+    y = np.r_[np.zeros(10), np.ones(90)].astype(np.int64)
+    scaled = (raw - raw.min()) / (raw.max() - raw.min())
+    for s, t, warned in ((scaled, 0.97, True), (raw, 1.3, False)):
+        metrics = {"image_auroc": M.auroc(s, y), "image_f1": M.f1_score(s, y, t)}
+        text = threshold_check(_set(s, y), metrics)
+        assert ("does not suit this test set" in text) == warned, (metrics, text)
+        if warned:
+            assert f"{M.f1_max(s, y):.3f}" in text and f"{metrics['image_f1']:.3f}" in text

@@ -27,8 +27,8 @@ from ..metrics.plots import plot_score_hist
 from ..model import ReconModel
 from .evaluate import ScoreSet
 
-__all__ = ["METRIC_MEANINGS", "heat_overlay", "per_defect", "run_facts", "threshold_sentence", "write_report",
-           "write_scores_csv"]
+__all__ = ["METRIC_MEANINGS", "heat_overlay", "per_defect", "run_facts", "threshold_check", "threshold_sentence",
+           "write_report", "write_scores_csv"]
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -313,6 +313,27 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
     return f"<p>{text}</p>"
 
 
+def threshold_check(scores: ScoreSet, metrics: dict[str, Any]) -> str:
+    """A warning (HTML) when the threshold, not the ranking, is what fails: F1 at the threshold under half the
+    best F1 over all thresholds (that best one picked with the test labels, shown only for comparison), as when
+    scores are rescaled per scored set (min-max over each set) so a threshold chosen on one set does not carry
+    to another. Empty otherwise."""
+    f1 = metrics.get("image_f1")
+    labels = scores.labels
+    if f1 is None or not 0 < labels.sum() < labels.size:
+        return ""
+    best = M.f1_max(scores.primary, labels)
+    if f1 >= 0.5 * best:
+        return ""
+    return (f'<p class="note"><b>The threshold does not suit this test set:</b> F1 at the threshold is {f1:.3f}, '
+            f"while the best threshold for this test set would reach {best:.3f} (found with the test labels, "
+            f"for comparison only). The ranking is fine (image AUROC {_fmt(metrics.get('image_auroc'))}); the "
+            f"threshold is not. Typical causes: scores rescaled over each scored set (min-max, as OLED's and "
+            f"ODDObjects' gamma rule do), so a threshold taken on one set does not carry to another, or held-out "
+            f"normal images unlike the test's. Judge this run by its AUROC, or choose a threshold rule that "
+            f"carries (see the scorer's README).</p>")
+
+
 _SORT_JS = """<script>
 document.querySelectorAll("table.sortable").forEach(function (table) {
   table.querySelectorAll("thead th").forEach(function (th, col) {
@@ -427,6 +448,7 @@ def _html(metrics: dict[str, Any], calibration: dict[str, Any], config: dict[str
 <h2>Run</h2><table>{facts_html}</table>
 <h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>what it says</th></tr>{''.join(rows)}</table>
 <h2>Threshold</h2>{threshold_sentence(calibration, scores.names[0] if scores.names else "score")}
+{threshold_check(scores, metrics)}
 {confusion}{defects}
 <h2>Scorers</h2><table><tr><th>scorer</th><th>image AUROC</th><th>threshold</th><th>TPR</th><th>TNR</th>
 <th>F1</th></tr>{scorer_rows}</table>{selection}
