@@ -174,7 +174,13 @@ def _grid(path: str, model: ReconModel, dataset: Any, scores: ScoreSet, groups: 
 def _git_commit() -> str | None:
     """The commit of the reconad source tree when it is a git checkout (``+dirty`` with local changes)."""
     here = os.path.dirname(os.path.abspath(__file__))
+    checkout = os.path.dirname(os.path.dirname(here))          # the folder holding the reconad package
     try:
+        top = subprocess.run(["git", "-C", here, "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                             timeout=5)
+        # an installed copy inside some other repository (a venv in a project) must not report that one's commit
+        if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(checkout):
+            return None
         head = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=5)
         if head.returncode != 0:
