@@ -93,25 +93,44 @@ def _cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugins import get_registry
+def _overrides(reg: Any) -> dict[tuple[str, str], list[str]]:
+    """(kind, name) -> the plugins whose component of that name the registered one replaces."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for loser, winner in reg.overridden:
+        out.setdefault((winner.kind, winner.name), []).append(loser.plugin)
+    return out
+
+
+def component_lines(reg: Any) -> list[str]:
+    """``reconad plugins``' text: per kind, one line per component (name, plugin, description), the name
+    and plugin columns as wide as their longest entry over every kind, so long names keep them aligned."""
     from .registry import KINDS
 
-    reg = get_registry()
-    overrides: dict[tuple[str, str], list[str]] = {}  # the plugins whose component of that name is replaced
-    for loser, winner in reg.overridden:
-        overrides.setdefault((winner.kind, winner.name), []).append(loser.plugin)
-    if args.json:
-        print(json.dumps([{"kind": s.kind, "name": s.name, "plugin": s.plugin, "description": s.description,
-                           "overrides": overrides.get((s.kind, s.name), [])} for s in reg], indent=2))
-        return 0
+    overrides = _overrides(reg)
+    specs = list(reg)
+    name_w = max((len(s.name) for s in specs), default=0)
+    plugin_w = max((len(s.plugin) for s in specs), default=0)
+    lines = []
     for kind in KINDS:
-        print(f"{'memories' if kind == 'memory' else kind + 's'}:")
+        lines.append(f"{'memories' if kind == 'memory' else kind + 's'}:")
         for name in reg.names(kind):
             s = reg.get(kind, name)
             replaced = overrides.get((kind, name))
-            print(f"  {name:22s} {s.plugin:28s} {s.description}"
-                  + (f" (overrides {', '.join(replaced)})" if replaced else ""))
+            lines.append(f"  {name:{name_w}s}  {s.plugin:{plugin_w}s}  {s.description or ''}".rstrip()
+                         + (f" (overrides {', '.join(replaced)})" if replaced else ""))
+    return lines
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import get_registry
+
+    reg = get_registry()
+    if args.json:
+        overrides = _overrides(reg)
+        print(json.dumps([{"kind": s.kind, "name": s.name, "plugin": s.plugin, "description": s.description,
+                           "overrides": overrides.get((s.kind, s.name), [])} for s in reg], indent=2))
+        return 0
+    print("\n".join(component_lines(reg)))
     return 0
 
 

@@ -325,3 +325,26 @@ def test_contract_model_is_given_at_registration_and_checked():
     with pytest.raises(RegistryError, match=r"plugin 'Wrong' registered encoder 'tiny' with contract_model='oled'; "
                                             r"expected a partial model: mapping"):
         build_registry(make_plugin_manager([Wrong()], builtins=False, entry_points=False))
+
+
+def test_reconad_plugins_keeps_its_columns_aligned_for_long_names():
+    from reconad.cli import component_lines
+
+    reg = build_registry(make_plugin_manager(entry_points=False))
+    long_plugin = "reconad-a-rather-long-distribution-name:with_a_long_entry_point"
+    reg.add("encoder", "an_encoder_with_a_very_long_component_name", nn.Identity, long_plugin, "Long one.")
+    lines = component_lines(reg)
+    assert sum(ln.startswith("  ") for ln in lines) == len(list(reg))
+    plugin_cols, desc_cols, kind = set(), set(), None
+    for ln in lines:
+        if not ln.startswith("  "):
+            kind = next(k for k in KINDS if ln in (f"{k}s:", "memories:") and (k == "memory") == (ln == "memories:"))
+            continue
+        name, plugin = ln.split()[:2]
+        spec = reg.get(kind, name)
+        assert spec.plugin == plugin, ln
+        plugin_cols.add(ln.index(plugin, len(name) + 2))     # where the plugin column starts
+        if spec.description:
+            desc_cols.add(ln.index(spec.description, max(plugin_cols) + len(plugin)))
+    assert len(plugin_cols) == 1 and len(desc_cols) == 1, (plugin_cols, desc_cols)
+    assert min(plugin_cols) > len("an_encoder_with_a_very_long_component_name") + 2

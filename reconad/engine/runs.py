@@ -62,8 +62,8 @@ def _write_config(out_dir: str, cfg: Config) -> None:
 
 
 def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any, calibration: dict[str, Any],
-                  device: torch.device, selection: dict[str, Any] | None = None
-                  ) -> tuple[dict[str, Any], dict[str, str]]:
+                  device: torch.device, selection: dict[str, Any] | None = None,
+                  train_seconds: float | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Score the test split, compute the metrics and write the report into ``out_dir``."""
     test = score_dataset(model, splits.test, device, cfg.test.batch_size, where="test images")
     metrics = compute_metrics(test, calibration, cfg.test.fpr_limit)
@@ -71,7 +71,7 @@ def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any
         metrics["selection"] = {k: selection[k] for k in ("every_epochs", "best", "history")}
     files = write_report(out_dir, model=model, dataset=splits.test, scores=test, metrics=metrics,
                          calibration=calibration, config=to_dict(cfg), device=device,
-                         n_images=cfg.test.report_images)
+                         n_images=cfg.test.report_images, skipped=splits.skipped, train_seconds=train_seconds)
     return metrics, files
 
 
@@ -97,7 +97,7 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
         metrics, files = None, {"checkpoint": result.checkpoint}
         if test and runtime.is_main and result.calibration:
             metrics, more = evaluate_into(out_dir, cfg, result.model, result.splits, result.calibration,
-                                          runtime.device, result.selection)
+                                          runtime.device, result.selection, result.seconds)
             files.update(more)
         runtime.barrier()
     return RunResult(out_dir, metrics, files, result)

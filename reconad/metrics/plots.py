@@ -1,53 +1,50 @@
-"""ROC and PRO curves as PNG files (matplotlib's Agg backend; no display needed).
+"""ROC, PRO and score-histogram plots as PNG files (matplotlib's Agg backend; no display needed).
 
-Each file is written to a temporary file in the target folder and moved into place with ``os.replace``,
-so a reader never sees a half-written PNG.
+Each file is written through ``reconad.io.atomic_path``: a temporary file in the target folder moved into place
+with ``os.replace`` (a reader never sees a half-written PNG), with the same permissions as every other file a
+run writes.
 """
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
-__all__ = ["plot_pro", "plot_roc"]
+from ..io import atomic_path
+
+__all__ = ["plot_pro", "plot_roc", "plot_score_hist"]
 
 
 def _save(fig: object, path: str | os.PathLike) -> str:
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     return path
 
 
-def _figure():
+def _figure(size: tuple[float, float] = (4.5, 4.0)):
     from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig = Figure(figsize=(4.5, 4.0))
+    fig = Figure(figsize=size)
     FigureCanvasAgg(fig)               # Agg explicitly: no pyplot state, no display, thread-safe enough
     return fig, fig.add_subplot(1, 1, 1)
 
 
 def plot_roc(fpr: object, tpr: object, path: str | os.PathLike, title: str = "ROC",
-             auc: float | None = None) -> str:
-    """Write the ROC curve (``fpr``, ``tpr``) to ``path`` (PNG); returns the path."""
+             auc: float | None = None, point: tuple[float, float] | None = None) -> str:
+    """Write the ROC curve (``fpr``, ``tpr``) to ``path`` (PNG); ``point`` = (FPR, TPR) marks the operating
+    point (the chosen threshold). Returns the path."""
     fig, ax = _figure()
     label = f"AUROC = {auc:.4f}" if auc is not None else None
     ax.plot(np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64), lw=1.5, label=label)
     ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
+    if point is not None:
+        ax.plot([point[0]], [point[1]], "o", color="crimson", ms=7,
+                label=f"threshold: FPR {point[0]:.3f}, TPR {point[1]:.3f}")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate", title=title)
-    if label:
-        ax.legend(loc="lower right")
+    if label or point is not None:
+        ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
 
@@ -70,4 +67,24 @@ def plot_pro(fpr: object, pro: object, path: str | os.PathLike, fpr_limit: float
            title=title)
     if label:
         ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_score_hist(normal: object, anomalous: object, path: str | os.PathLike, threshold: float | None = None,
+                    title: str = "image scores", bins: int = 40) -> str:
+    """Write overlaid histograms of the ``normal`` and ``anomalous`` image scores, with a vertical line at
+    ``threshold``, to ``path`` (PNG); returns the path."""
+    a = np.asarray(normal, dtype=np.float64).ravel()
+    b = np.asarray(anomalous, dtype=np.float64).ravel()
+    both = np.concatenate([a, b, [] if threshold is None else [float(threshold)]])
+    lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    fig, ax = _figure((5.5, 3.4))
+    for values, name, colour in ((a, "normal", "tab:blue"), (b, "anomalous", "tab:orange")):
+        if values.size:
+            ax.hist(values, bins=edges, alpha=0.55, color=colour, label=f"{name} ({values.size})")
+    if threshold is not None:
+        ax.axvline(float(threshold), color="crimson", lw=1.5, ls="--", label=f"threshold {threshold:.4g}")
+    ax.set(xlabel="image score (higher = more anomalous)", ylabel="images", title=title)
+    ax.legend(fontsize=8)
     return _save(fig, path)

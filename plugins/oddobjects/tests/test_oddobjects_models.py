@@ -14,6 +14,7 @@ import torch
 from reconad.builtin.objectives import ReconstructionObjective
 from reconad.components import MemoryRead
 from reconad.config import load_config, validate
+from reconad.engine.checkpoint import load_checkpoint
 from reconad.model import build_model
 from reconad.ops.memory_address import memory_address_reference
 from reconad.plugins import get_registry
@@ -203,7 +204,8 @@ def test_reconstruction_entropy_loss_leaves_out_a_kl_output():
 
 def test_memcae_score_is_error_plus_alpha_entropy_normalised():
     torch.manual_seed(0)
-    model, _ = _model("memcae", 1, 28, scorers=[{"name": "odd_score", "entropy_weight": 0.5, "gamma": 0.9}])
+    model, _ = _model("memcae", 1, 28, scorers=[{"name": "odd_score", "entropy_weight": 0.5, "gamma": 0.9,
+                                                 "threshold": "gamma"}])
     model.eval()
     x = torch.rand(6, 1, 28, 28)
     with torch.no_grad():
@@ -225,7 +227,7 @@ def test_memcae_score_is_error_plus_alpha_entropy_normalised():
     np.testing.assert_allclose(final["image"], expect, rtol=1e-5, atol=1e-9)
     assert final["image"].min() == 0.0 and final["image"].max() == 1.0
     np.testing.assert_array_equal(is_anomaly(raw, 0.9), expect > 0.9)
-    assert ODDScorer(normalize=False).finalize({"image": raw})["image"] is raw
+    assert ODDScorer(threshold="holdout").finalize({"image": raw})["image"] is raw
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -249,16 +251,59 @@ def test_short_training_decreases_the_loss(name):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
 
 
-def test_reconad_run_end_to_end(tmp_path):
+@pytest.mark.parametrize("rule", ["holdout", "gamma"])
+def test_reconad_run_end_to_end(tmp_path, rule):
     from reconad.cli import main
 
     out = tmp_path / "memcae"
+    scorer = f"[{{name: odd_score, entropy_weight: 0.2, gamma: 0.9, threshold: {rule}}}]"
     rc = main(["run", CONFIGS["memcae"], "--out", str(out), "--set", "train.steps=2", "--set", "train.batch_size=16",
-               "--set", "train.progress=false", "--set", "data.anomalies_per_class=5", "--set", "train.device=cpu"])
+               "--set", "train.progress=false", "--set", "data.anomalies_per_class=5", "--set", "train.device=cpu",
+               "--set", f"model.scorers={scorer}"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["image_auroc"] <= 1.0
-    assert metrics["scorers"]["odd_score"]["threshold"] == pytest.approx(0.9)
+    page = (out / "report.html").read_text()
+    if rule == "gamma":     # the paper's rule, said so in the report
+        assert metrics["scorers"]["odd_score"]["threshold"] == pytest.approx(0.9)
+        assert "fixed by the scorer itself" in page
+    else:                   # the held-out quantile on the raw score
+        state = load_checkpoint(str(out / "checkpoint.pt"))
+        assert "fixed" not in state["calibration"] and metrics["threshold"] == state["calibration"]["threshold"]
+        assert "quantile of the scores of" in page
+
+
+def test_default_threshold_is_the_held_out_quantile_and_gamma_is_the_papers_rule():
+    """On a test set where anomalies are common, Algorithm 2's per-set gamma flags almost nothing (the F1 of
+    0.001-0.003 seen on one-class MNIST); the default, the held-out quantile on raw scores, flags them."""
+    from types import SimpleNamespace
+
+    from reconad.engine.evaluate import ScoreSet, calibrate, compute_metrics, fixed_thresholds
+
+    rng = np.random.default_rng(0)
+    holdout_raw = rng.normal(1.0, 0.1, 50)
+    test_raw = np.r_[rng.normal(1.0, 0.1, 10), rng.normal(2.0, 0.1, 90)]
+    labels = np.r_[np.zeros(10), np.ones(90)].astype(np.int64)
+
+    def score_set(scorer, raw, y):
+        image = scorer.finalize({"image": raw})["image"]
+        return ScoreSet(["odd_score"], {"odd_score": image}, None, y, None, [""] * raw.size, [""] * raw.size)
+
+    f1 = {}
+    for rule in ("holdout", "gamma"):
+        scorer = ODDScorer(threshold=rule)
+        fixed = fixed_thresholds(SimpleNamespace(scorer_names=["odd_score"], scorers=[scorer]))
+        cal = calibrate(score_set(scorer, holdout_raw, np.zeros(50, np.int64)), 0.99, fixed)
+        metrics = compute_metrics(score_set(scorer, test_raw, labels), cal)
+        assert metrics["image_auroc"] == pytest.approx(1.0)
+        f1[rule] = metrics["image_f1"]
+        if rule == "holdout":
+            assert cal["threshold"] == pytest.approx(np.quantile(holdout_raw, 0.99)) and "fixed" not in cal
+        else:
+            assert cal["threshold"] == 0.9 and cal["fixed"] == ["odd_score"]
+    assert f1["holdout"] > 0.95 and f1["gamma"] < 0.5, f1
+    with pytest.raises(ValueError, match="threshold must be 'holdout'.*got 'paper'"):
+        ODDScorer(threshold="paper")
 
 
 def test_every_config_validates():
