@@ -38,7 +38,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "encoder": {"name": "odd_memcae", "latent_dim": 32},
         "memory": {"name": "memae", "slots": 500},
         "decoder": {"name": "odd_memcae"},
-        "scorers": [{"name": "odd_score", "entropy_weight": 0.0002, "gamma": 0.9}],
+        "scorers": [{"name": "odd_score", "entropy_weight": 0.0002}],
         "objective": {"name": "odd_reconstruction", "entropy_weight": 0.0002},
     },
     "train": {"steps": 10000, "batch_size": 32, "optimizer": "adam", "lr": 0.001},
