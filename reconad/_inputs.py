@@ -82,9 +82,7 @@ def _check_values(a: np.ndarray | torch.Tensor, what: str) -> None:
 
 def _from_array(x: np.ndarray) -> Images:
     what = f"numpy array {tuple(x.shape)} {x.dtype}"
-    if x.ndim == 3:
-        x = x[..., None]
-    elif x.ndim != 4 or x.shape[-1] not in (1, 3):
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
         hint = ""
         if x.ndim == 2:
             hint = "; one image? pass X[None]"
@@ -93,10 +91,13 @@ def _from_array(x: np.ndarray) -> Images:
         raise DataError(f"X: expected images (N, H, W) or (N, H, W, C) with C = 1 or 3, got a {what}{hint}")
     if x.shape[0] == 0:
         raise DataError(f"X is empty ({what}): expected at least one image")
+    if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.floating):
+        _check_values(x, f"X ({what})")        # before reshaping: the index is in X's own coordinates
+    if x.ndim == 3:
+        x = x[..., None]
     if x.dtype == np.uint8:
         t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
     elif np.issubdtype(x.dtype, np.floating):
-        _check_values(x, f"X ({what})")
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(0, 3, 1, 2)
     else:
         raise DataError(f"X: expected uint8 images or floats in [0, 1], got dtype {x.dtype} ({what})")

@@ -270,6 +270,14 @@ class Detector:
                                  f"pixel_threshold, out_dir or a dotted config key such as 'train.epochs'")
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's estimator tags (scikit-learn >= 1.6 asks for them; it is not a dependency of reconad,
+        so they are built only when it asks): an outlier detector on image arrays, fitted without y."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="outlier_detector", target_tags=TargetTags(required=False),
+                    input_tags=InputTags(two_d_array=False, three_d_array=True), no_validation=True)
+
     def __repr__(self) -> str:
         args = [repr(self.config)] + [f"{k}={v!r}" for k, v in self.get_params().items()
                                       if k != "config" and v is not None and "." not in k]
@@ -331,8 +339,7 @@ class Detector:
 
     def _fit_thresholds(self, splits: DatasetSplits) -> None:
         cfg, model = self.config_, self.model_
-        holdout = score_dataset(model, splits.holdout, self.device_, cfg.test.batch_size, keep_masks=False,
-                                where="held-out normal images")
+        holdout = self._score_set(splits.holdout, "held-out normal images")
         fixed = fixed_thresholds(model).get(holdout.names[0])
         spec = self.threshold if self.threshold is not None else (
             Fixed(fixed) if fixed is not None else Conformal(DEFAULT_ALPHA))
@@ -342,8 +349,7 @@ class Detector:
                 raise DataError("threshold='f1' needs a labelled validation split (normal and anomalous images): "
                                 "fit() without X on a config whose dataset has one (digits with "
                                 "data.validation_normals), or use threshold='conformal'")
-            val = score_dataset(model, splits.validation, self.device_, cfg.test.batch_size, keep_maps=False,
-                                keep_masks=False, where="validation images")
+            val = self._score_set(splits.validation, "validation images", keep_maps=False)
             rule.fit(val.primary, val.labels)
         elif rule.on_maps:
             rule.fit(self._need_maps(holdout, f"threshold={rule!r}"))
@@ -373,12 +379,20 @@ class Detector:
                             "maps; use a scorer with maps (e.g. l2)")
         return scores.pixel
 
+    def _score_set(self, ds: Any, where: str, keep_maps: bool = True) -> ScoreSet:
+        """``score_dataset`` under a forked RNG seeded with the config's seed: a model that draws at test time
+        (a random masker with ``at_eval``) gives the same scores for the same X on every call and after
+        ``load``, and the caller's RNG is left alone."""
+        with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
+            torch.manual_seed(self.config_.seed)
+            return score_dataset(self.model_, ds, self.device_, self.config_.test.batch_size, keep_maps=keep_maps,
+                                 keep_masks=False, where=where)
+
     def _score(self, X: object, what: str, keep_maps: bool) -> tuple[ScoreSet, Images]:
         self._check_fitted(what)
         images = as_images(X)
         ds = images.dataset(self.channels_, self.image_size_)
-        return score_dataset(self.model_, ds, self.device_, self.config_.test.batch_size, keep_maps=keep_maps,
-                             keep_masks=False, where=f"X ({images.what})"), images
+        return self._score_set(ds, f"X ({images.what})", keep_maps), images
 
     def decision_function(self, X: object) -> np.ndarray:
         """(N,) float64 anomaly scores (the primary scorer's; higher = more anomalous)."""
