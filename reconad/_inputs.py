@@ -219,14 +219,17 @@ def as_images(x: object) -> Images:
 
 
 def split_normals(images: Images, channels: int, size: int, fraction: float, seed: int,
-                  validation: Dataset | None = None) -> DatasetSplits:
+                  calibration: Images | None = None) -> DatasetSplits:
     """Training and held-out images of X (all normal): a seeded ``fraction`` is held out (the threshold is
-    fitted on it), as the built-in datasets do."""
+    fitted on it), as the built-in datasets do; or all of X trains and ``calibration`` is held out."""
     items = images.dataset(channels, size)
-    n_hold = holdout_count(images.n, fraction, f"X ({images.what})")
-    held = set(np.random.default_rng(seed).permutation(images.n)[:n_hold].tolist())
-    train = Subset(items, [i for i in range(images.n) if i not in held])
-    holdout = Subset(items, sorted(held))
+    if calibration is not None:
+        train, holdout = items, calibration.dataset(channels, size)
+    else:
+        n_hold = holdout_count(images.n, fraction, f"X ({images.what})")
+        held = set(np.random.default_rng(seed).permutation(images.n)[:n_hold].tolist())
+        train = Subset(items, [i for i in range(images.n) if i not in held])
+        holdout = Subset(items, sorted(held))
     empty = TensorImageDataset(torch.zeros(0, channels, size, size), [], [], [])
     return DatasetSplits(train=train, holdout=holdout, test=empty, channels=channels, image_size=size,
-                         has_masks=False, skipped=[], validation=validation)
+                         has_masks=False, skipped=[])

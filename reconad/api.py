@@ -286,21 +286,26 @@ class Detector:
 
     # --- fitting
 
-    def _resolve(self, x: object) -> tuple[Config, DatasetSplits | None, Images | None, str]:
-        """The validated config and the data for ``fit(x)``: (config, splits or None = the config's dataset)."""
+    def _resolve(self, x: object, calibration: object = None) -> tuple[Config, DatasetSplits | None, str]:
+        """The validated config and the data for ``fit(x)``: (config, splits or None = the config's dataset,
+        a description of the data)."""
         raw = _raw_config(self.config, self._overrides)
         given = set(self._overrides)
         data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
         if x is not None and "train.select_every" not in given:
             raw.setdefault("train", {})
             raw["train"] = {**(raw["train"] or {}), "select_every": 0}
+        if (x is None or is_mvtec_folder(x)) and calibration is not None:
+            raise DataError("fit(calibration=...) needs X as images (an array, paths, a Dataset ...); a dataset "
+                            "(X=None) or an MVTec folder holds out its own calibration images")
         if x is None:
-            return validate(raw), None, None, f"the config's dataset {data.get('name')!r}"
+            return validate(raw), None, f"the config's dataset {data.get('name')!r}"
         if is_mvtec_folder(x):
             core = ("image_size", "channels", "holdout_fraction", "skip_bad", "seed")
             raw["data"] = {"name": "folder", "root": os.fspath(x), **{k: data[k] for k in core if k in data}}
-            return validate(raw), None, None, f"folder {os.fspath(x)} (MVTec layout)"
+            return validate(raw), None, f"folder {os.fspath(x)} (MVTec layout)"
         images = as_images(x)
+        cal = None if calibration is None else as_images(calibration)
         if "data.image_size" not in given:
             if images.height == images.width:
                 data["image_size"] = images.height
@@ -309,17 +314,22 @@ class Detector:
         raw["data"] = data
         cfg = validate(raw)
         channels = cfg.data.channels or images.channels
-        splits = split_normals(images, channels, cfg.data.image_size, cfg.data.holdout_fraction, cfg.data.seed)
-        return cfg, splits, images, images.what
+        splits = split_normals(images, channels, cfg.data.image_size, cfg.data.holdout_fraction, cfg.data.seed,
+                               calibration=cal)
+        return cfg, splits, images.what + ("" if cal is None else f", calibrated on {cal.what}")
 
-    def fit(self, X: object = None, y: object = None) -> Detector:
+    def fit(self, X: object = None, y: object = None, *, calibration: object = None) -> Detector:
         """Train on X (normal images only; ``y`` is ignored, as in PyOD) and fit the thresholds on the
-        held-out share. ``X=None`` trains on the config's own dataset (its holdout; its labelled validation
-        split for ``threshold="f1"``)."""
+        held-out share, or on ``calibration`` (normal images; all of X then trains).
+
+        The conformal guarantee holds for new images that are exchangeable with the held-out ones: when
+        images of X are related (overlapping patches of one photo, neighbouring video frames), a random share
+        of them is not like new images; pass separate ``calibration`` images then. ``X=None`` trains on the
+        config's own dataset (its holdout; its labelled validation split for ``threshold="f1"``)."""
         from .plugins import get_registry
 
         registry = get_registry()
-        cfg, splits, images, what = self._resolve(X)
+        cfg, splits, what = self._resolve(X, calibration)
         if splits is None:
             splits = build_data(cfg, registry)
         runtime = setup_runtime(cfg.train.device)

@@ -345,3 +345,32 @@ def test_every_method_fits_through_the_api(name, tmp_path):
     assert det.predict(x[:6]).shape == (6,)
     back = Detector.load(det.save(tmp_path / "d.safetensors"))
     np.testing.assert_array_equal(back.decision_function(x[:6]), s)
+
+
+def test_calibration_images_area_rule_and_f1_on_a_validation_split(normal):
+    from reconad.engine.trainer import build_data
+    from reconad.metrics import area_threshold, f1_max, f1_score
+    from reconad.plugins import get_registry
+
+    cal = patches((128, 256), 25)
+    det = Detector("memae", threshold={"rule": "area", "min_area": 5}, **TINY).fit(normal, calibration=cal)
+    assert "calibrated on numpy array (25, 16, 16)" in det.fit_data_
+    np.testing.assert_array_equal(det.decision_scores_, det.decision_function(cal))   # all of X trained
+    maps = det.anomaly_map(cal)
+    assert det.threshold_ == area_threshold(maps, 5)
+    x = patches((256, 512), 10)
+    np.testing.assert_array_equal(det.predict(x), det.threshold_rule_.predict_images(det.anomaly_map(x)))
+    with pytest.raises(DataError, match="calibration=.*needs X as images"):
+        Detector("memae", **TINY).fit(None, calibration=cal)
+    # F1 on the labelled validation split of the config's own dataset (digits, as OLED's protocol)
+    small = {"train.steps": 2, "train.batch_size": 16, "train.device": "cpu", "train.progress": False,
+             "train.select_every": 0, "data.image_size": 16, "data.validation_normals": 20,
+             "data.validation_anomalies_per_class": 3}
+    det = Detector("digits", threshold="f1", **small).fit()
+    val = build_data(det.config_, get_registry()).validation
+    images = torch.stack([val[i]["image"] for i in range(len(val))])
+    labels = np.array([val[i]["label"] for i in range(len(val))])
+    s = det.decision_function(images)
+    assert f1_score(s, labels, det.threshold_) == pytest.approx(f1_max(s, labels))
+    with pytest.raises(DataError, match="threshold='f1' needs a labelled validation split"):
+        Detector("memae", threshold="f1", **TINY).fit(normal)
