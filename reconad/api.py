@@ -48,7 +48,6 @@ from .thresholds import Conformal, F1, Fixed, Quantile, ThresholdRule, conformal
 __all__ = ["ArtifactError", "Detector", "NotFittedError", "config_names"]
 
 FORMAT = "reconad-detector/1"
-DEFAULT_ALPHA = 0.05
 # the configs/<paper>/ file a bare paper name stands for, where it is not configs/<paper>/<paper>.yaml
 REPRESENTATIVE = {"oddobjects": "memcae", "selfsup": "objective3"}
 
@@ -229,7 +228,7 @@ class Detector:
             ``"twostage"``, ``"selfsup"``, ``"oddobjects"``, ``"digits"`` and ``"<paper>/<config>"``).
         threshold: the image-level rule (``reconad.thresholds``): a rule object, a name (``"conformal"``,
             ``"quantile"``, ``"area"``, ``"f1"``) or ``{"rule": name, ...params}``. Default: the scorer's own
-            fixed threshold where it has one, else ``Conformal(alpha=0.05)``.
+            fixed threshold where it has one, else ``Conformal(alpha=test.alpha)`` (0.05 unless overridden).
         pixel_threshold: the rule for pixel maps (``predict_masks``). Default: ``Quantile(test.threshold_quantile)``
             of the held-out maps' pixels, as the CLI.
         out_dir: where training writes ``checkpoint.pt`` (a temporary folder, removed after ``fit``, when None).
@@ -352,7 +351,7 @@ class Detector:
         holdout = self._score_set(splits.holdout, "held-out normal images")
         fixed = fixed_thresholds(model).get(holdout.names[0])
         spec = self.threshold if self.threshold is not None else (
-            Fixed(fixed) if fixed is not None else Conformal(DEFAULT_ALPHA))
+            Fixed(fixed) if fixed is not None else Conformal(cfg.test.alpha))
         rule = copy.deepcopy(make_rule(spec))
         if isinstance(rule, F1):
             if splits.validation is None:

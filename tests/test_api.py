@@ -374,3 +374,33 @@ def test_calibration_images_area_rule_and_f1_on_a_validation_split(normal):
     assert f1_score(s, labels, det.threshold_) == pytest.approx(f1_max(s, labels))
     with pytest.raises(DataError, match="threshold='f1' needs a labelled validation split"):
         Detector("memae", threshold="f1", **TINY).fit(normal)
+
+
+def test_the_cli_config_selects_the_conformal_rule(tiny_raw, tmp_path):
+    from reconad.config import validate
+    from reconad.engine import RunError, load_trained, run
+    from reconad.engine.trainer import build_data
+    from reconad.plugins import get_registry
+
+    tiny_raw["test"] = {"threshold": "conformal", "alpha": 0.1}
+    tiny_raw["data"]["holdout_fraction"] = 0.3
+    cfg = validate(tiny_raw)
+    run(cfg, str(tmp_path / "run"), test=False, log=lambda s: None)
+    trained = load_trained(str(tmp_path / "run"), "cpu")
+    splits = build_data(cfg, get_registry())
+    det = Detector.load(tmp_path / "run")                   # refitted with Conformal(test.alpha) on the holdout
+    hold = torch.stack([splits.holdout[i]["image"] for i in range(len(splits.holdout))])
+    s = np.sort(det.decision_function(hold))
+    k = math.ceil((s.size + 1) * 0.9 - 1e-9)
+    assert trained.calibration["method"].startswith("split-conformal") and trained.calibration["alpha"] == 0.1
+    assert trained.calibration["threshold"] == pytest.approx(s[k - 1]) == pytest.approx(det.threshold_)
+    tiny_raw["test"] = {"threshold": "conformal", "alpha": 0.001}
+    with pytest.raises(RunError, match=r"test.alpha=0.001 needs at least 999 held-out normal images, the dataset "
+                                       r"held out \d+; raise data.holdout_fraction or test.alpha"):
+        run(validate(tiny_raw), str(tmp_path / "run2"), test=False, log=lambda s: None)
+    tiny_raw["test"] = {"threshold": "conformel"}
+    with pytest.raises(ConfigError, match=r"test.threshold: expected one of 'quantile', 'conformal'.*did you mean"):
+        validate(tiny_raw)
+    tiny_raw["test"] = {"threshold": "conformal", "alpha": 1.5}
+    with pytest.raises(ConfigError, match=r"test.alpha: expected a false-alarm rate in \(0, 1\), got 1.5"):
+        validate(tiny_raw)

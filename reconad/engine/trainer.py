@@ -255,7 +255,8 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
         if runtime.is_main:
             holdout = score_dataset(model, splits.holdout, device, cfg.test.batch_size, keep_masks=False,
                                     where="held-out normal images")
-            calibration = calibrate(holdout, cfg.test.threshold_quantile, fixed_thresholds(model))
+            calibration = calibrate(holdout, cfg.test.threshold_quantile, fixed_thresholds(model),
+                                    rule=cfg.test.threshold, alpha=cfg.test.alpha)
         save(True, calibration)
     else:
         save(False)
