@@ -212,8 +212,10 @@ def _check_plugins(path: str, header: dict[str, Any], registry: Registry) -> Non
                             f"and load again")
 
 
-def _rule_spec(rule: Any) -> Any:
-    """A threshold parameter as JSON: names and dicts as they are, rule objects as ``{"rule": name, ...}``."""
+def _param_json(rule: Any) -> Any:
+    """A parameter as JSON: rule objects as ``{"rule": name, ...}``, paths as strings, the rest as it is."""
+    if isinstance(rule, os.PathLike):
+        return os.fspath(rule)
     return {"rule": rule.name, **rule.params()} if isinstance(rule, ThresholdRule) else rule
 
 
@@ -240,6 +242,8 @@ class Detector:
     ``data.image_size`` / ``data.channels`` are overridden; a folder in the MVTec layout is read by the
     ``folder`` dataset at ``data.image_size``. With X given, ``train.select_every`` is 0 unless overridden (X
     has no labelled validation split); ``fit()`` without X trains on the config's own dataset, as the CLI.
+    Scorers that normalise over the scored set (ODDObjects' ``odd_score``) give scores relative to the X
+    scored with them, and fix their own threshold.
     """
 
     def __init__(self, config: str | os.PathLike | dict[str, Any] = "memae", *,
@@ -479,7 +483,7 @@ class Detector:
             meta, arrays = rule.state()
             rules[key] = meta
             tensors.update({f"{key}.{k}": torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()})
-        params = {k: _rule_spec(v) for k, v in self.get_params().items()}
+        params = {k: _param_json(v) for k, v in self.get_params().items()}
         header = {
             "format": FORMAT, "reconad_version": __version__, "python": sys.version.split()[0],
             "torch": torch.__version__, "components": _components(self.config_, get_registry()),
