@@ -70,7 +70,10 @@ class TrainConfig:
 @dataclass
 class TestConfig:
     batch_size: int = 64
-    threshold_quantile: float = 0.99     # threshold = this quantile of held-out normal scores
+    threshold: Literal["quantile", "conformal"] = "quantile"   # the image threshold rule on held-out normal
+    #                                      scores (reconad.thresholds): quantile, or split-conformal at alpha
+    threshold_quantile: float = 0.99     # quantile: threshold = this quantile of held-out normal scores
+    alpha: float = 0.05                  # conformal: false-alarm rate on new normal images at most alpha
     fpr_limit: float = 0.3               # AUPRO integration limit
     report_images: int = 6               # most / least anomalous test images in the report grid
 
@@ -212,6 +215,8 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
     test = _section(TestConfig, _TEST, raw.get("test"), "test", errors)
     if test is not None and not 0.0 < test.threshold_quantile <= 1.0:
         errors.append(f"test.threshold_quantile: expected a value in (0, 1], got {test.threshold_quantile}")
+    if test is not None and not 0.0 < test.alpha < 1.0:
+        errors.append(f"test.alpha: expected a false-alarm rate in (0, 1), got {test.alpha}")
     seed, name = top.get("seed", 0), top.get("name", "reconad")
     if data is not None and "seed" not in raw["data"]:
         data.seed = seed  # one seed for the whole run unless the data section sets its own

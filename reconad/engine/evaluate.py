@@ -129,17 +129,29 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
                     cat(labels) if labels else np.zeros(0, np.int64), cat(masks), paths, defects)
 
 
-def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None = None) -> dict[str, Any]:
-    """Thresholds from held-out normal images only (never test labels): the ``quantile`` of their scores, or
-    the value a scorer fixes itself (``fixed``, by score name)."""
-    if holdout.primary.size == 0:
+def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None = None, *,
+              rule: str = "quantile", alpha: float = 0.05) -> dict[str, Any]:
+    """Thresholds from held-out normal images only (never test labels): the ``quantile`` of their scores
+    (``rule="quantile"``) or the split-conformal threshold at false-alarm rate ``alpha`` (``"conformal"``,
+    ``reconad.thresholds.Conformal``), or the value a scorer fixes itself (``fixed``, by score name). The
+    pixel threshold is the ``quantile`` of the held-out maps' pixels."""
+    from ..thresholds import Conformal, Quantile
+
+    n = int(holdout.primary.size)
+    if n == 0:
         raise RunError("no held-out normal images to choose the threshold on; raise data.holdout_fraction "
                        "or add normal training images")
+    if rule == "conformal" and n < Conformal.min_calibration(alpha):
+        raise RunError(f"test.threshold=conformal with test.alpha={alpha} needs at least "
+                       f"{Conformal.min_calibration(alpha)} held-out normal images, the dataset held out {n}; "
+                       f"raise data.holdout_fraction or test.alpha")
+    make = (lambda: Conformal(alpha)) if rule == "conformal" else (lambda: Quantile(quantile))  # noqa: E731
     out: dict[str, Any] = {
-        "method": "quantile of held-out normal scores",
-        "quantile": quantile,
-        "n_holdout": int(holdout.primary.size),
-        "thresholds": {n: float(M.quantile_threshold(holdout.image[n], quantile)) for n in holdout.names},
+        "method": ("split-conformal on held-out normal scores" if rule == "conformal"
+                   else "quantile of held-out normal scores"),
+        **({"alpha": alpha} if rule == "conformal" else {"quantile": quantile}),
+        "n_holdout": n,
+        "thresholds": {name: float(make().fit(holdout.image[name]).threshold_) for name in holdout.names},
     }
     if fixed:
         out["thresholds"].update({n: float(v) for n, v in fixed.items()})

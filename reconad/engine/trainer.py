@@ -141,14 +141,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, resume: bool = False,
-          stop_after_steps: int | None = None, log: Callable[[str], None] = print) -> TrainResult:
+          stop_after_steps: int | None = None, log: Callable[[str], None] = print,
+          splits: DatasetSplits | None = None) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (checkpoint.pt there), resuming from it when ``resume``.
 
+    ``splits``: data built by the caller (``reconad.Detector`` on in-memory images) instead of ``cfg.data``'s
+    dataset.
     ``stop_after_steps`` ends this call early (after a checkpoint), as an interruption would; for tests.
     """
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
-    splits = build_data(cfg, registry)
+    splits = build_data(cfg, registry) if splits is None else splits
     if cfg.train.select_every:
         check_selectable(cfg, splits)
     model, objective = build_model(cfg.model, registry, splits.channels, splits.image_size)
@@ -252,7 +255,8 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
         if runtime.is_main:
             holdout = score_dataset(model, splits.holdout, device, cfg.test.batch_size, keep_masks=False,
                                     where="held-out normal images")
-            calibration = calibrate(holdout, cfg.test.threshold_quantile, fixed_thresholds(model))
+            calibration = calibrate(holdout, cfg.test.threshold_quantile, fixed_thresholds(model),
+                                    rule=cfg.test.threshold, alpha=cfg.test.alpha)
         save(True, calibration)
     else:
         save(False)
