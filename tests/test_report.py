@@ -166,6 +166,10 @@ def test_threshold_sentence_names_the_rule():
     fixed = {**held, "threshold": 0.9, "fixed": ["s"]}
     text = threshold_sentence(fixed, "s")
     assert "fixed by the scorer itself" in text and "quantile" not in text
+    conformal = {"threshold": 0.3, "alpha": 0.05, "n_holdout": 40, "thresholds": {"s": 0.3}, "pixel_threshold": 0.2}
+    text = threshold_sentence(conformal, "s")
+    assert "split-conformal threshold on the scores of 40 held-out normal images" in text and "at most 5%" in text
+    assert "above <b>0.2</b>" in text
     assert "No threshold" in threshold_sentence({}, "s")
 
 

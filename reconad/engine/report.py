@@ -306,6 +306,12 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
                 f"This value is fixed by the scorer itself, the method's own rule (its paper's gamma on scores "
                 f"min-max normalised over the scored set; see the plugin's README), not chosen on held-out "
                 f"images; the scorer's options give the label-free held-out threshold instead.")
+    elif calibration.get("alpha") is not None:
+        a, n = calibration["alpha"], calibration.get("n_holdout")
+        text = (f"An image is flagged anomalous when its <code>{name}</code> score is above <b>{t:.4g}</b>: the "
+                f"split-conformal threshold on the scores of {n} held-out normal images, never trained on; the "
+                f"test labels are never used. On new normal images from the same source, at most "
+                f"{100 * a:.2g}% are flagged (false alarms): a guarantee, not an estimate.")
     else:
         q, n = calibration.get("quantile"), calibration.get("n_holdout")
         text = (f"An image is flagged anomalous when its <code>{name}</code> score is above <b>{t:.4g}</b>: the "
@@ -314,8 +320,8 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
                 f"flagged (false alarms).")
     p = calibration.get("pixel_threshold")
     if p is not None:
-        text += (f" A pixel counts as anomalous when its anomaly-map value is above <b>{p:.4g}</b>, the same "
-                 f"quantile of the held-out normal images' pixel values: the white outline on the maps below.")
+        text += (f" A pixel counts as anomalous when its anomaly-map value is above <b>{p:.4g}</b>, a quantile "
+                 f"of the held-out normal images' pixel values: the white outline on the maps below.")
     return f"<p>{text}</p>"
 
 
