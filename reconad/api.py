@@ -303,6 +303,12 @@ class Detector:
                             "(X=None) or an MVTec folder holds out its own calibration images")
         if x is None:
             return validate(raw), None, f"the config's dataset {data.get('name')!r}"
+        if data.get("name") == "video" and data.get("unit") == "clips":
+            # a clip model's input is a stack of frames (its channels), not an image: X cannot feed it
+            raise DataError(f"config {self.config!r} is a video-clip model (data.name: video, data.unit: clips): "
+                            "its input is a clip of frames, not an image; train it with `reconad run CONFIG --set "
+                            "data.root=FRAMES` and score videos with `reconad video RUN FRAMES`, or fit(X=None) on "
+                            "its own video dataset")
         if is_mvtec_folder(x):
             core = ("image_size", "channels", "holdout_fraction", "skip_bad", "seed")
             raw["data"] = {"name": "folder", "root": os.fspath(x), **{k: data[k] for k in core if k in data}}
