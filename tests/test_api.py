@@ -338,7 +338,7 @@ def test_every_method_fits_through_the_api(name, tmp_path):
     x = patches((0, 256), 64)
     extra = EXTRA.get(name, EXTRA.get(name.split("/")[0], {}) if "mmae" not in name else {})
     if name == "mmae/video":   # a clip model: images cannot feed it, and fit says so in one line
-        with pytest.raises(DataError, match=r"video-clip model .* reconad video RUN FRAMES"):
+        with pytest.raises(DataError, match=r"video-clip model .*`reconad video RUN FRAMES`"):
             Detector(name, **TINY_METHOD).fit(x)
         return
     with warnings.catch_warnings():
