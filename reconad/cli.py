@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import Any, Sequence
 
@@ -17,6 +18,8 @@ def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
     p.add_argument("--out", default=None, help="output folder (default: runs/<config>-<time>/)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (sets train.device)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, such an --out is refused)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
 
 
@@ -43,10 +46,15 @@ def _print_metrics(metrics: dict[str, Any] | None) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:
-    from .engine import run
+    from .engine import Interrupted, default_out_dir, run
 
     cfg = _load(args)
-    res = run(cfg, args.out, test=test, resume=args.resume)
+    out = args.out or default_out_dir(cfg.name)
+    try:
+        res = run(cfg, out, test=test, resume=args.resume, overwrite=args.overwrite)
+    except Interrupted as exc:
+        print(f"reconad {args.command}: {exc}\nresume with: {_resume_command(args, out)}", file=sys.stderr)
+        return 128 + exc.signum
     if res.train is not None and res.train.splits.skipped:
         print(f"skipped {len(res.train.splits.skipped)} unreadable file(s):")
         for line in res.train.splits.skipped:
@@ -57,6 +65,19 @@ def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:
     where = res.files.get("report") or res.files.get("checkpoint")
     print(f"report: {where}" if "report" in res.files else f"checkpoint: {where}")
     return 0
+
+
+def _resume_command(args: argparse.Namespace, out: str) -> str:
+    """The command line that continues this run: the same config and options, ``--out`` the run folder,
+    ``--resume`` instead of ``--overwrite``."""
+    argv = [args.command] + ([args.config] if args.config else [])
+    for item in args.overrides:
+        argv += ["--set", item]
+    if args.device:
+        argv += ["--device", args.device]
+    if args.skip_bad:
+        argv.append("--skip-bad")
+    return shlex.join(["reconad", *argv, "--out", out, "--resume"])
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
