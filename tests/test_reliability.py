@@ -138,3 +138,144 @@ def test_cli_overwrite_and_unwritable_out(tiny_raw, tmp_path):
     assert res.stderr.strip().splitlines() == [
         f"reconad train: error: cannot create the output folder {str(blocker / 'x')!r}: Not a directory; "
         "pass a writable --out"]
+
+
+def test_twostage_pretraining_longer_than_the_run_is_one_line_before_training(tmp_path, capsys):
+    pytest.importorskip("reconad_twostage")
+    from reconad.cli import main
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sets = ["data.image_size=16", "data.anomalies_per_class=3", "train.batch_size=16", "train.steps=3",
+            "train.progress=false", "model.encoder.width=4", "model.decoder.width=4",
+            "model.objective.pretrain_steps=3"]
+    out = tmp_path / "run"
+    args = ["train", os.path.join(root, "configs", "twostage", "twostage.yaml"), "--out", str(out)]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("reconad train: error: model.objective: twostage objective: stage 1 "
+                                               "takes 3 steps"), err
+    assert "training has 3 steps in all, leaving none for stage 2" in err[0]
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_base):
+    out = tmp_path_factory.mktemp("fin") / "run"
+    raw = apply_overrides(tiny_base, ["train.steps=2", "test.report_images=2"])
+    return out, run(validate(raw), str(out), log=lambda s: None)
+
+
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_test_on_a_config_yaml_that_contradicts_the_checkpoint(finished, tmp_path, capsys):
+    from reconad.cli import main
+
+    out = _copy_run(finished[0], tmp_path / "edited")
+    raw = yaml.safe_load((out / "config.yaml").read_text())
+    raw["model"]["memory"]["slots"] = 30
+    (out / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["test", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "size mismatch" not in err
+    assert f"{str(out / 'config.yaml')!r} contradicts checkpoint {str(out)!r}" in err
+    assert "model.memory.slots: checkpoint has 20, config has 30" in err
+
+
+def test_test_on_a_checkpoint_whose_config_contradicts_its_weights(finished, tmp_path, capsys):
+    from reconad.cli import main
+    from reconad.engine.checkpoint import save_checkpoint
+
+    out = _copy_run(finished[0], tmp_path / "mixed")
+    state = load_checkpoint(str(out))
+    state["config"]["model"]["memory"]["slots"] = 30
+    state["signature"]["model"]["memory"]["slots"] = 30
+    save_checkpoint(str(out / "checkpoint.pt"), {k: v for k, v in state.items() if k != "format"})
+    (out / "config.yaml").unlink()
+    assert main(["test", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "size mismatch" not in err
+    assert "its weights do not fit the model its embedded config builds" in err
+    assert "memory.memory: checkpoint has shape [20, 16], the config's model has [30, 16]" in err, err
+
+
+def _folder_dataset(root, n_train=8, value=None, size=16):
+    """train/good, test/good and test/scratch, each test folder holding a ``006.png``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for sub in ("train/good", "test/good", "test/scratch"):
+        (root / sub).mkdir(parents=True)
+    def img():
+        return (np.full((size, size), value, np.uint8) if value is not None
+                else rng.integers(0, 255, (size, size), dtype=np.uint8))
+    for i in range(n_train):
+        Image.fromarray(img()).save(root / "train/good" / f"{i:03d}.png")
+    for sub in ("test/good", "test/scratch"):
+        for i in (5, 6):
+            Image.fromarray(img()).save(root / sub / f"{i:03d}.png")
+    return root
+
+
+def test_scores_name_images_by_their_path_in_the_dataset(tiny_raw, tmp_path):
+    import csv
+
+    root = _folder_dataset(tmp_path / "data")
+    raw = dict(apply_overrides(tiny_raw, ["train.steps=1", "test.report_images=2"]),
+               data={"name": "folder", "root": str(root), "image_size": 16, "holdout_fraction": 0.25})
+    _run(raw, tmp_path / "run")
+    rows = list(csv.DictReader(open(tmp_path / "run" / "scores.csv")))
+    assert sorted(r["path"] for r in rows) == sorted(os.path.join(s, f"00{i}.png") for s in ("test/good", "test/scratch")
+                                                     for i in (5, 6))
+
+
+def test_predict_heatmaps_at_each_images_own_size_and_notes_said_once(finished, tmp_path):
+    import csv
+
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from reconad.data.base import resize_images
+    from reconad.data.folder import read_image
+    from reconad.engine import load_trained, predict
+    from reconad.engine.report import heat_overlay
+
+    out, _ = finished
+    imgs = tmp_path / "imgs"
+    for sub in ("good", "scratch"):
+        (imgs / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 30), dtype=np.uint8)).save(imgs / "good" / "006.png")
+    Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(imgs / "scratch" / "006.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(imgs / "scratch" / "007.png")
+    notes = []
+    res = predict(str(out), [str(imgs)], str(tmp_path / "p"), device="cpu", log=notes.append)
+    rows = list(csv.DictReader(open(res.files["scores"])))
+    assert [r["path"] for r in rows] == ["good/006.png", "scratch/006.png", "scratch/007.png"]
+    assert len(notes) == 2, notes
+    assert notes[0] == ("predict: the model takes grey images; 2 of 3 image(s) were converted to grey "
+                        "(scratch/006.png, scratch/007.png)")
+    assert notes[1].startswith("predict: warning: 1 of 3 image(s) are not square (good/006.png (30x40)); the model "
+                               "sees each squeezed to 16x16, which distorts its aspect ratio")
+    trained = load_trained(str(out), "cpu")
+    vmax = trained.calibration.get("pixel_threshold") or 1.0
+    heatmaps = sorted(os.listdir(res.files["heatmaps"]))
+    assert len(heatmaps) == 3
+    for name, src in zip(heatmaps, ["good/006.png", "scratch/006.png", "scratch/007.png"]):
+        png = np.asarray(Image.open(os.path.join(res.files["heatmaps"], name)))
+        original = read_image(imgs / src, 1)
+        assert png.shape == (*original.shape[-2:], 3), name          # the input's own size
+        # the reference: the model's map on the squeezed image, bilinear up to the original size
+        x = resize_images(original.unsqueeze(0), 16)
+        with torch.no_grad():
+            heat = next(s.pixel for s in trained.model.score(trained.model(x)).values() if s.pixel is not None)
+        up = F.interpolate(heat[:, None].float(), size=tuple(original.shape[-2:]), mode="bilinear",
+                           align_corners=False)[0, 0].numpy()
+        want = (np.clip(heat_overlay(original.numpy(), up, vmax), 0, 1) * 255).astype(np.uint8)
+        assert np.abs(png.astype(int) - want.astype(int)).max() <= 1, name

@@ -101,6 +101,12 @@ def claim_out_dir(out_dir: str, *, resume: bool = False, overwrite: bool = False
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _in_root(path: str, root: str) -> str:
+    """``path`` relative to the dataset root when it lies inside it, else as it is."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
+
+
 def _write_config(out_dir: str, cfg: Config) -> None:
     write_text(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
@@ -110,6 +116,8 @@ def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any
                   ) -> tuple[dict[str, Any], dict[str, str]]:
     """Score the test split, compute the metrics and write the report into ``out_dir``."""
     test = score_dataset(model, splits.test, device, cfg.test.batch_size, where="test images")
+    if cfg.data.root:   # name each image by its path in the dataset (test/scratch/006.png), not its file name
+        test.paths = [_in_root(p, cfg.data.root) for p in test.paths]
     metrics = compute_metrics(test, calibration, cfg.test.fpr_limit)
     if selection:
         metrics["selection"] = {k: selection[k] for k in ("every_epochs", "best", "history")}
