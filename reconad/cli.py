@@ -37,6 +37,8 @@ def _load(args: argparse.Namespace) -> Any:
 def _print_metrics(metrics: dict[str, Any] | None) -> None:
     if not metrics:
         return
+    for warning in metrics.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     for key in ("image_auroc", "pixel_auroc", "aupro", "image_f1", "image_tpr", "image_tnr", "threshold"):
         if metrics.get(key) is not None:
             print(f"  {key:12s} {metrics[key]:.4f}")
@@ -62,6 +64,9 @@ def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:
     if res.metrics is not None:
         print(f"{cfg.name}: {res.metrics['n_test']} test images ({res.metrics['n_anomalous']} anomalous)")
         _print_metrics(res.metrics)
+    elif res.train is not None:   # train only: what the calibration found
+        for warning in res.train.calibration.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
     where = res.files.get("report") or res.files.get("checkpoint")
     print(f"report: {where}" if "report" in res.files else f"checkpoint: {where}")
     return 0

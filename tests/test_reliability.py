@@ -279,3 +279,40 @@ def test_predict_heatmaps_at_each_images_own_size_and_notes_said_once(finished, 
                            align_corners=False)[0, 0].numpy()
         want = (np.clip(heat_overlay(original.numpy(), up, vmax), 0, 1) * 255).astype(np.uint8)
         assert np.abs(png.astype(int) - want.astype(int)).max() <= 1, name
+
+
+def test_degenerate_data_and_few_held_out_images_are_warned_about(tiny_raw, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from reconad.cli import main
+
+    root = _folder_dataset(tmp_path / "data", n_train=12, value=0)    # all-black images
+    raw = dict(apply_overrides(tiny_raw, ["train.steps=2", "test.report_images=2"]),
+               data={"name": "folder", "root": str(root), "image_size": 16, "holdout_fraction": 0.25})
+    cfg = tmp_path / "black.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    scores = [float(r.split(",")[1]) for r in (out / "scores.csv").read_text().splitlines()[1:]]
+    assert np.ptp(scores) <= 1e-5 * max(abs(s) for s in scores)    # the premise: nothing tells images apart
+    warnings = metrics["warnings"]
+    n = load_checkpoint(str(out))["calibration"]["n_holdout"]
+    assert n == 3
+    assert any(w.startswith("the thresholds come from only 3 held-out normal image(s) (fewer than 20)")
+               for w in warnings), warnings
+    assert any(w.startswith("every test image has the same l2 score") for w in warnings), warnings
+    assert any(w.startswith("every held-out normal image has the same l2 score") for w in warnings), warnings
+    err = capsys.readouterr().err
+    for w in warnings:
+        assert f"warning: {w}" in err
+
+
+def test_varied_data_with_enough_held_out_images_has_no_warnings(tiny_raw, tmp_path):
+    from reconad.engine.evaluate import MIN_HOLDOUT
+
+    res = _run(apply_overrides(tiny_raw, ["train.steps=2", "test.report_images=2"]), tmp_path / "run")
+    assert res.train.calibration["n_holdout"] >= MIN_HOLDOUT, "the premise: enough held-out images"
+    assert res.metrics["warnings"] == []
