@@ -97,7 +97,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine import predict
 
-    res = predict(args.run, args.images, args.out, device=args.device, skip_bad=args.skip_bad)
+    res = predict(args.run, args.images, args.out, device=args.device, skip_bad=args.skip_bad, tile=args.tile,
+                  overlap=args.tile_overlap)
     if "skipped" in res.files:
         print(f"skipped unreadable images: see {res.files['skipped']}")
     print(f"scores: {res.files['scores']}\nheatmaps: {res.files['heatmaps']}")
@@ -187,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(p, out="output folder", out_required=True)
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
+    p.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                   help="score each image in overlapping SIZE-pixel squares (maps stitched) instead of whole: "
+                        "small defects on large images keep their pixels")
+    p.add_argument("--tile-overlap", type=float, default=0.25, metavar="FRACTION",
+                   help="overlap of neighbouring tiles, a fraction of a tile (default 0.25)")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("video", help="score every frame of a video with a video run (frame AUROC / EER with labels)",
                        description="Score a folder of frame images or a video file with a run trained on the "

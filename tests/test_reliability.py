@@ -316,3 +316,43 @@ def test_varied_data_with_enough_held_out_images_has_no_warnings(tiny_raw, tmp_p
     res = _run(apply_overrides(tiny_raw, ["train.steps=2", "test.report_images=2"]), tmp_path / "run")
     assert res.train.calibration["n_holdout"] >= MIN_HOLDOUT, "the premise: enough held-out images"
     assert res.metrics["warnings"] == []
+
+
+def test_predict_tiles_stitch_the_maps_and_score_the_worst_tile(finished, tmp_path):
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from reconad.data.folder import read_image
+    from reconad.engine import load_trained, predict
+    from reconad.engine.report import heat_overlay
+
+    out, _ = finished
+    (tmp_path / "imgs").mkdir()
+    path = tmp_path / "imgs" / "wide.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 24), dtype=np.uint8)).save(path)
+    notes = []
+    res = predict(str(out), [str(path)], str(tmp_path / "p"), device="cpu", tile=16, overlap=0.25,
+                  log=notes.append)
+    assert notes == [], "square tiles keep the aspect ratio"
+    trained = load_trained(str(out), "cpu")
+    image = read_image(path, 1)
+    # the reference, by loops: 16-pixel tiles every 12 pixels, the last flush with the edge (rows 0, 12, 24;
+    # columns 0, 8), each scored as the model's own 16x16 input
+    total, count, tile_scores = np.zeros((40, 24)), np.zeros((40, 24)), []
+    for y in (0, 12, 24):
+        for x in (0, 8):
+            with torch.no_grad():
+                s = trained.model.score(trained.model(image[None, :, y:y + 16, x:x + 16]))
+            first = next(iter(s.values()))
+            tile_scores.append(float(first.image[0]))
+            total[y:y + 16, x:x + 16] += first.pixel[0].numpy()
+            count[y:y + 16, x:x + 16] += 1
+    row = next(csv.DictReader(open(res.files["scores"])))
+    assert row["path"] == str(path)
+    assert float(row["score"]) == pytest.approx(max(tile_scores), rel=1e-6)
+    vmax = trained.calibration.get("pixel_threshold") or 1.0
+    want = (np.clip(heat_overlay(image.numpy(), total / count, vmax), 0, 1) * 255).astype(np.uint8)
+    png = np.asarray(Image.open(os.path.join(res.files["heatmaps"], os.listdir(res.files["heatmaps"])[0])))
+    assert png.shape == (40, 24, 3) and np.abs(png.astype(int) - want.astype(int)).max() <= 1

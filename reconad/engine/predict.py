@@ -63,10 +63,17 @@ def _examples(names: list[str]) -> str:
 @torch.no_grad()
 def predict_images(model: ReconModel, inputs: list[str], out_dir: str, *, channels: int, image_size: int,
                    calibration: dict[str, Any], device: torch.device, skip_bad: bool = False,
-                   batch_size: int = 32, log: Callable[[str], None] = print) -> dict[str, str]:
+                   batch_size: int = 32, log: Callable[[str], None] = print, tile: int | None = None,
+                   overlap: float = 0.25) -> dict[str, str]:
     """Score the images ``inputs`` names: ``scores.csv`` and ``heatmaps/*.png``, each overlay at its image's
-    own size. Images are squeezed to the model's square input; ``log`` says once when that changes an aspect
-    ratio and when colours were converted to the model's channels."""
+    own size. Images are squeezed to the model's square input, or with ``tile`` cut into ``tile``-pixel
+    squares overlapping by ``overlap`` of a tile, each scored alone: the image's score is its highest tile's,
+    its map the tiles' maps stitched (overlaps averaged), so small defects on large images keep their pixels.
+    ``log`` says once when an aspect ratio is changed and when colours were converted to the model's channels."""
+    if tile is not None and tile < 1:
+        raise DataError(f"--tile: expected a tile size in pixels >= 1, got {tile}")
+    if not 0.0 <= overlap < 1.0:
+        raise DataError(f"--tile-overlap: expected a fraction of a tile in [0, 1), got {overlap}")
     found = image_names(inputs)
     model.eval()
     heat_dir = os.path.join(out_dir, "heatmaps")
@@ -74,16 +81,35 @@ def predict_images(model: ReconModel, inputs: list[str], out_dir: str, *, channe
     os.makedirs(heat_dir, exist_ok=True)
     try:
         return _predict(model, found, out_dir, heat_dir, channels, image_size, calibration, device, skip_bad,
-                        batch_size, log)
+                        batch_size, log, tile, overlap)
     except BaseException:
         if made:   # a failed predict leaves no half-filled heatmaps folder
             shutil.rmtree(heat_dir, ignore_errors=True)
         raise
 
 
+def _windows(image: torch.Tensor, tile: int | None, overlap: float) -> list[tuple[int, int, int, int]]:
+    """``(y, x, h, w)`` of the units of ``image``: itself whole, or ``tile``-pixel squares overlapping by about
+    ``overlap`` of a tile, the last ones flush with the far edges (a side shorter than ``tile`` is one span)."""
+    height, width = image.shape[-2:]
+    if tile is None:
+        return [(0, 0, height, width)]
+
+    def spans(n: int) -> list[tuple[int, int]]:
+        if n <= tile:
+            return [(0, n)]
+        stride = max(1, round(tile * (1.0 - overlap)))
+        starts = list(range(0, n - tile + 1, stride))
+        if starts[-1] != n - tile:
+            starts.append(n - tile)
+        return [(s, tile) for s in starts]
+
+    return [(y, x, h, w) for y, h in spans(height) for x, w in spans(width)]
+
+
 def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat_dir: str, channels: int,
              image_size: int, calibration: dict[str, Any], device: torch.device, skip_bad: bool, batch_size: int,
-             log: Callable[[str], None]) -> dict[str, str]:
+             log: Callable[[str], None], tile: int | None, overlap: float) -> dict[str, str]:
     vmax = calibration.get("pixel_threshold") or 1.0
     image_scores: dict[str, list[float]] = {}
     parts_of: dict[str, list[str]] = {}
@@ -104,23 +130,41 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
                 continue
             if source != channels:
                 converted.append(name)
-            if image.shape[-1] != image.shape[-2]:
+            if image.shape[-1] != image.shape[-2] and (tile is None or min(image.shape[-2:]) < tile):
                 squeezed.append(f"{name} ({image.shape[-1]}x{image.shape[-2]})")
             originals.append(image)
             names.append(name)
         if not originals:
             continue
-        x = torch.stack([resize_images(im.unsqueeze(0), image_size)[0] for im in originals])
-        check_finite(x, names, "predict")
-        scores, maps = batch_scores(model, model(x.to(device)), parts_of)
-        for key, v in scores.items():
-            image_scores.setdefault(key, []).extend(v.double().cpu().tolist())
+        # the units the model sees: each image whole, or its overlapping tiles; each squeezed to the model's input
+        units = [(j, y, x, h, w) for j, im in enumerate(originals) for y, x, h, w in _windows(im, tile, overlap)]
+        unit_scores: dict[str, list[float]] = {}
+        unit_maps: list[torch.Tensor] = []
+        for u in range(0, len(units), batch_size):
+            chunk = units[u:u + batch_size]
+            x = torch.stack([resize_images(originals[j][:, y:y + h, x_:x_ + w].unsqueeze(0), image_size)[0]
+                             for j, y, x_, h, w in chunk])
+            check_finite(x, [names[c[0]] for c in chunk], "predict")
+            scores, maps = batch_scores(model, model(x.to(device)), parts_of)
+            for key, v in scores.items():
+                unit_scores.setdefault(key, []).extend(v.double().cpu().tolist())
+            if maps is not None:
+                unit_maps += list(maps.float().cpu())
         for j, (image, name) in enumerate(zip(originals, names)):
+            mine = [i for i, unit in enumerate(units) if unit[0] == j]
+            for key, v in unit_scores.items():   # an image is as anomalous as its most anomalous tile
+                image_scores.setdefault(key, []).append(max(v[i] for i in mine))
             idx = len(kept)
             kept.append(name)
-            if maps is not None:   # the model's map, bilinear up to the image's own size
-                heat = F.interpolate(maps[j:j + 1, None].float().cpu(), size=tuple(image.shape[-2:]),
-                                     mode="bilinear", align_corners=False)[0, 0].numpy()
+            if unit_maps:   # each unit's map, bilinear up to its own size, overlaps averaged
+                total = torch.zeros(image.shape[-2:])
+                count = torch.zeros(image.shape[-2:])
+                for i in mine:
+                    _, y, x_, h, w = units[i]
+                    total[y:y + h, x_:x_ + w] += F.interpolate(unit_maps[i][None, None], size=(h, w), mode="bilinear",
+                                                              align_corners=False)[0, 0]
+                    count[y:y + h, x_:x_ + w] += 1
+                heat = (total / count).numpy()
                 stem = f"{idx:05d}_{Path(name).stem}"
                 _save_png(os.path.join(heat_dir, f"{stem}.png"), heat_overlay(image.numpy(), heat, vmax))
     if not kept:
@@ -132,7 +176,8 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
     if squeezed:
         log(f"predict: warning: {len(squeezed)} of {len(kept)} image(s) are not square ({_examples(squeezed)}); "
             f"the model sees each squeezed to {image_size}x{image_size}, which distorts its aspect ratio; "
-            f"the heatmaps are stretched back to each image's own size")
+            f"the heatmaps are stretched back to each image's own size"
+            + ("" if tile else "; --tile SIZE scores square tiles instead"))
     final = finalize_scores(model, {n: np.asarray(v, dtype=np.float64) for n, v in image_scores.items()}, parts_of)
     scores = ScoreSet(list(final), final, None,
                       np.full(len(kept), -1, np.int64), None, kept, [""] * len(kept))

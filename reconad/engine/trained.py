@@ -76,8 +76,11 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
 
 
 def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "auto", skip_bad: bool = False,
-            registry: Registry | None = None, batch_size: int = 32, log: Callable[[str], None] = print) -> RunResult:
-    """Score image files / folders with a trained checkpoint: ``scores.csv`` and ``heatmaps/*.png`` overlays."""
+            registry: Registry | None = None, batch_size: int = 32, log: Callable[[str], None] = print,
+            tile: int | None = None, overlap: float = 0.25) -> RunResult:
+    """Score image files / folders with a trained checkpoint: ``scores.csv`` and ``heatmaps/*.png`` overlays
+    at each image's own size (``tile``: scored in overlapping squares of that many pixels; see
+    ``predict_images``)."""
     registry = registry or get_registry()
     dev = setup_runtime(device).device
     trained = load_trained(checkpoint, dev, registry)
@@ -85,5 +88,5 @@ def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "
     with OutDir(out_dir):
         files = predict_images(trained.model, images, out_dir, channels=sig["channels"], image_size=sig["image_size"],
                                calibration=trained.calibration, device=dev, skip_bad=skip_bad, batch_size=batch_size,
-                               log=log)
+                               log=log, tile=tile, overlap=overlap)
     return RunResult(out_dir, None, files)
