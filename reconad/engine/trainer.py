@@ -140,6 +140,12 @@ class _Selection:
         return out
 
 
+def _ignore_sigint(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C (sent to the whole process group) to the main process, which finishes its
+    step and writes the checkpoint; a worker that died of it would end the run with a loader error instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_optimizer_factory(train: TrainConfig) -> Callable[..., torch.optim.Optimizer]:
     """``make(params, **overrides)``: the optimiser ``train.optimizer`` names, with the config's settings."""
     def make(params: Any, **overrides: Any) -> torch.optim.Optimizer:
@@ -273,7 +279,8 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             remaining = batches[first:first + (stop_at - step)]
             # its own generator: a loader must not draw from the global RNG, or a resumed run would diverge
             loader = DataLoader(splits.train, batch_sampler=remaining, num_workers=tc.num_workers,
-                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                                worker_init_fn=_ignore_sigint if tc.num_workers else None)
             for batch in loader:
                 check_finite(batch["image"], list(batch["path"]), f"training batch at step {step}")
                 batch["image"] = batch["image"].to(device, non_blocking=True)
