@@ -34,7 +34,7 @@ def _start_train(raw, tmp_path, out):
     reductions as the in-process runs it is compared with)."""
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(raw))
-    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "reconad.cli", "train", str(cfg), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 

@@ -47,17 +47,14 @@ class _StopSignals:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, log: Callable[[str], None]) -> None:
-        self.log = log
+    def __init__(self) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.signum = signum
-        self.log(f"{signal.Signals(signum).name}: finishing this step, then writing the checkpoint "
-                 f"(Ctrl-C again stops at once, losing the steps since the last checkpoint)")
+        self.signum = signum   # no printing here: the loop may be inside a print of its own (reentrant write)
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -264,15 +261,14 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     seen, t_images = 0, time.perf_counter()
     stop_at = total if stop_after_steps is None else min(total, step + stop_after_steps)
     every_s, last_save = tc.checkpoint_minutes * 60.0, time.monotonic()
-    if runtime.is_main and step < stop_at:
-        log(f"training steps {step}..{total} of {cfg.name}; checkpoint {ckpt_path} "
-            + (f"every {tc.checkpoint_minutes:g} min, " if every_s else "")
-            + (f"every {tc.checkpoint_every} steps, " if tc.checkpoint_every else "")
-            + "on Ctrl-C / SIGTERM and at the end")
     model.train()
-    stops = _StopSignals(log)
+    stops = _StopSignals().__enter__()   # before the line that says so
     try:
-        stops.__enter__()
+        if runtime.is_main and step < stop_at:
+            log(f"training steps {step}..{total} of {cfg.name}; checkpoint {ckpt_path} "
+                + (f"every {tc.checkpoint_minutes:g} min, " if every_s else "")
+                + (f"every {tc.checkpoint_every} steps, " if tc.checkpoint_every else "")
+                + "on Ctrl-C / SIGTERM and at the end")
         while step < stop_at:
             epoch, first = divmod(step, steps_per_epoch)
             batches = epoch_batches(n, tc.batch_size, cfg.seed, epoch, runtime.rank, runtime.world_size)
@@ -302,6 +298,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                     rate = seen / max(time.perf_counter() - t_images, 1e-9)
                     bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{rate:.0f}", refresh=False)
                 if stops.signum is not None and step < total:
+                    log(f"{signal.Signals(stops.signum).name}: step {step} done, writing the checkpoint")
                     save(False)
                     raise Interrupted(stops.signum, step, total, ckpt_path)
                 if step < total and ((tc.checkpoint_every and step % tc.checkpoint_every == 0)
