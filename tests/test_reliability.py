@@ -41,7 +41,7 @@ def _start_train(raw, tmp_path, out):
 
 def _long_raw(tiny_raw, *extra):
     # long enough that a signal sent once training has started lands before the end
-    return apply_overrides(tiny_raw, ["train.steps=300", "train.batch_size=8", "test.report_images=2",
+    return apply_overrides(tiny_raw, ["train.steps=150", "train.batch_size=8", "test.report_images=2",
                                       "model.masker=random_block", *extra])
 
 
@@ -58,12 +58,12 @@ def test_sigterm_writes_a_checkpoint_and_prints_the_resume_command(tiny_raw, tmp
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err
     state = load_checkpoint(str(out))
-    assert not state["finished"] and 0 < state["step"] < 300
-    assert f"interrupted by SIGTERM at step {state['step']}/300" in err
+    assert not state["finished"] and 0 < state["step"] < 150
+    assert f"interrupted by SIGTERM at step {state['step']}/150" in err
     assert f"resume with: reconad train {tmp_path / 'cfg.yaml'} --out {out} --resume" in err
     resumed = _run(raw, out, resume=True, test=False)
     full = _run(raw, tmp_path / "full", test=False)
-    assert resumed.train.step == 300
+    assert resumed.train.step == 150
     _same_weights(full.train.model, resumed.train.model)
 
 
