@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import Any, Sequence
 
@@ -17,6 +18,8 @@ def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
     p.add_argument("--out", default=None, help="output folder (default: runs/<config>-<time>/)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (sets train.device)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, such an --out is refused)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
 
 
@@ -34,6 +37,8 @@ def _load(args: argparse.Namespace) -> Any:
 def _print_metrics(metrics: dict[str, Any] | None) -> None:
     if not metrics:
         return
+    for warning in metrics.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     for key in ("image_auroc", "pixel_auroc", "aupro", "image_f1", "image_tpr", "image_tnr", "threshold"):
         if metrics.get(key) is not None:
             print(f"  {key:12s} {metrics[key]:.4f}")
@@ -43,10 +48,15 @@ def _print_metrics(metrics: dict[str, Any] | None) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:
-    from .engine import run
+    from .engine import Interrupted, default_out_dir, run
 
     cfg = _load(args)
-    res = run(cfg, args.out, test=test, resume=args.resume)
+    out = args.out or default_out_dir(cfg.name)
+    try:
+        res = run(cfg, out, test=test, resume=args.resume, overwrite=args.overwrite)
+    except Interrupted as exc:
+        print(f"reconad {args.command}: {exc}\nresume with: {_resume_command(args, out)}", file=sys.stderr)
+        return 128 + exc.signum
     if res.train is not None and res.train.splits.skipped:
         print(f"skipped {len(res.train.splits.skipped)} unreadable file(s):")
         for line in res.train.splits.skipped:
@@ -54,9 +64,25 @@ def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:
     if res.metrics is not None:
         print(f"{cfg.name}: {res.metrics['n_test']} test images ({res.metrics['n_anomalous']} anomalous)")
         _print_metrics(res.metrics)
+    elif res.train is not None:   # train only: what the calibration found
+        for warning in res.train.calibration.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
     where = res.files.get("report") or res.files.get("checkpoint")
     print(f"report: {where}" if "report" in res.files else f"checkpoint: {where}")
     return 0
+
+
+def _resume_command(args: argparse.Namespace, out: str) -> str:
+    """The command line that continues this run: the same config and options, ``--out`` the run folder,
+    ``--resume`` instead of ``--overwrite``."""
+    argv = [args.command] + ([args.config] if args.config else [])
+    for item in args.overrides:
+        argv += ["--set", item]
+    if args.device:
+        argv += ["--device", args.device]
+    if args.skip_bad:
+        argv.append("--skip-bad")
+    return shlex.join(["reconad", *argv, "--out", out, "--resume"])
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
@@ -71,7 +97,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine import predict
 
-    res = predict(args.run, args.images, args.out, device=args.device, skip_bad=args.skip_bad)
+    res = predict(args.run, args.images, args.out, device=args.device, skip_bad=args.skip_bad, tile=args.tile,
+                  overlap=args.tile_overlap)
     if "skipped" in res.files:
         print(f"skipped unreadable images: see {res.files['skipped']}")
     print(f"scores: {res.files['scores']}\nheatmaps: {res.files['heatmaps']}")
@@ -180,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(p, out="output folder", out_required=True)
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
+    p.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                   help="score each image in overlapping SIZE-pixel squares (maps stitched) instead of whole: "
+                        "small defects on large images keep their pixels")
+    p.add_argument("--tile-overlap", type=float, default=0.25, metavar="FRACTION",
+                   help="overlap of neighbouring tiles, a fraction of a tile (default 0.25)")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("video", help="score every frame of a video with a video run (frame AUROC / EER with labels)",
                        description="Score a folder of frame images or a video file with a run trained on the "

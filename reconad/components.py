@@ -116,6 +116,10 @@ class Objective:
         ctx.step(losses["loss"], ctx.optimizers[0])
         return {k: float(v.detach()) for k, v in losses.items()}
 
+    def check_schedule(self, steps_per_epoch: int, total_steps: int) -> None:
+        """Called once before training: raise ``ValueError`` saying what to change when the recipe does not
+        fit the run's ``total_steps`` (e.g. a pre-training phase that takes every step)."""
+
     def state_dict(self) -> dict[str, Any]:
         """Objectives with state of their own (schedules, EMA, ...) save it here."""
         return {}

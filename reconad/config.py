@@ -60,7 +60,8 @@ class TrainConfig:
     momentum: float = 0.9                # sgd only
     amp: bool = False                    # mixed precision (fp16 on CUDA, bf16 on CPU)
     grad_clip: float | None = None
-    checkpoint_every: int = 0            # steps between checkpoints (0: only at the end)
+    checkpoint_every: int = 0            # steps between checkpoints (0: none by steps)
+    checkpoint_minutes: float = 5.0      # minutes between checkpoints (0: none by time); also on SIGINT/SIGTERM
     select_every: int = 0                # epochs between model-selection scorings of the dataset's labelled
     #                                      validation split; the best image AUROC is kept (0: the last model)
     num_workers: int = 0
@@ -248,6 +249,9 @@ def _check_train(raw: Any, errors: list[str]) -> None:
         errors.append(f"train.batch_size: expected >= 1, got {t['batch_size']}")
     if _num(t["lr"]) and t["lr"] <= 0:
         errors.append(f"train.lr: expected > 0, got {t['lr']}")
+    for key in ("checkpoint_every", "checkpoint_minutes"):
+        if _num(t[key]) and t[key] < 0:
+            errors.append(f"train.{key}: expected >= 0 (0: off), got {t[key]}")
     if _num(t["select_every"]) and t["select_every"] < 0:
         errors.append(f"train.select_every: expected epochs >= 0 (0: keep the last model), got {t['select_every']}")
     dev = t["device"]

@@ -163,7 +163,9 @@ def reconad_register_objectives(register: Register) -> None:
     ``ctx`` is a ``StepContext`` with ``model``, ``optimizers``, ``autocast()`` and
     ``step(loss, optimizer)`` (zero_grad, backward, clipping, step, mixed precision handled), and the schedule:
     ``step_index`` (steps done, resumed ones included), ``epoch``, ``steps_per_epoch`` and ``total_steps``,
-    for recipes with phases (pre-train then freeze, progressive input sizes). An objective's own state (a
+    for recipes with phases (pre-train then freeze, progressive input sizes). ``check_schedule(steps_per_epoch,
+    total_steps)`` runs once before training: raise ``ValueError`` there when the recipe cannot fit the run
+    (reconad prints it as one line before any step). An objective's own state (a
     phase flag, an EMA) goes in ``state_dict()`` so ``--resume`` restores it. Example::
 
         from reconad.components import Objective

@@ -10,9 +10,10 @@ from __future__ import annotations
 from .checkpoint import CheckpointError
 from .runs import RunResult, default_out_dir, run
 from .runtime import RunError
+from .trainer import Interrupted
 # ``predict`` the function is bound after ``trained`` imported the ``predict`` submodule, so the function wins
 from .trained import Trained, evaluate_checkpoint, load_trained, predict, run_folder
 from .video import VideoResult, score_video
 
-__all__ = ["CheckpointError", "RunError", "RunResult", "Trained", "VideoResult", "default_out_dir",
+__all__ = ["CheckpointError", "Interrupted", "RunError", "RunResult", "Trained", "VideoResult", "default_out_dir",
            "evaluate_checkpoint", "load_trained", "predict", "run", "run_folder", "score_video"]

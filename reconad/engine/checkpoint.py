@@ -7,11 +7,12 @@ import pickle
 from typing import Any
 
 import torch
+import yaml
 
 from ..io import atomic_path
 
-__all__ = ["CheckpointError", "FORMAT", "load_checkpoint", "model_signature", "save_checkpoint",
-           "check_compatible"]
+__all__ = ["CheckpointError", "FORMAT", "check_compatible", "check_config_file", "check_weights", "load_checkpoint",
+           "model_signature", "save_checkpoint"]
 
 FORMAT = "reconad-checkpoint/1"
 
@@ -68,3 +69,35 @@ def check_compatible(state: dict[str, Any], signature: dict[str, Any], path: str
     if diffs:
         raise CheckpointError(f"checkpoint {path!r} was trained with another model config:\n  "
                               + "\n  ".join(diffs[:10]))
+
+
+def check_config_file(state: dict[str, Any], config_path: str, path: str) -> None:
+    """A run folder's ``config.yaml`` must be the config its checkpoint was trained with (the one every command
+    uses): raise ``CheckpointError`` naming each key that differs."""
+    try:
+        with open(config_path, encoding="utf-8") as fh:
+            on_disk = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"{config_path!r} beside checkpoint {path!r} cannot be read: {exc}") from None
+    diffs: list[str] = []
+    _diff(state.get("config"), on_disk, "", diffs)
+    if diffs:
+        raise CheckpointError(f"{config_path!r} contradicts checkpoint {path!r}, which holds the config it was "
+                              f"trained with (and is what this command uses):\n  " + "\n  ".join(diffs[:10])
+                              + "\nrestore config.yaml from the run, or train anew with the changed config")
+
+
+def check_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str) -> None:
+    """The checkpoint's weights must fit the model its own config builds: raise ``CheckpointError`` naming the
+    missing, unexpected and differently shaped tensors (instead of torch's size-mismatch traceback)."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in weights.items()}
+    problems = [f"{k}: checkpoint has shape {list(have[k])}, the config's model has {list(want[k])}"
+                for k in want if k in have and have[k] != want[k]]
+    problems += [f"{k}: missing from the checkpoint" for k in want if k not in have]
+    problems += [f"{k}: in the checkpoint, not in the config's model" for k in have if k not in want]
+    if problems:
+        raise CheckpointError(f"checkpoint {path!r}: its weights do not fit the model its embedded config builds "
+                              f"(the checkpoint was altered or mixed with another run's config):\n  "
+                              + "\n  ".join(problems[:10]) + (f"\n  ... {len(problems) - 10} more"
+                                                               if len(problems) > 10 else ""))

@@ -15,8 +15,18 @@ from .. import metrics as M
 from ..model import ReconModel
 from .runtime import RunError
 
-__all__ = ["ScoreSet", "batch_scores", "calibrate", "check_finite", "compute_metrics", "finalize_scores",
+__all__ = ["MIN_HOLDOUT", "ScoreSet", "batch_scores", "calibrate", "check_finite", "compute_metrics", "finalize_scores",
            "fixed_thresholds", "score_dataset"]
+
+
+# Fewer held-out normal images than this make a quantile threshold a guess (the 0.99 quantile of 3 scores is
+# their maximum): the metrics at it say so.
+MIN_HOLDOUT = 20
+
+
+def _constant(x: np.ndarray) -> bool:
+    """Every value equal (up to rounding): the scores cannot rank anything."""
+    return x.size > 1 and float(np.ptp(x)) <= 1e-5 * max(1e-12, float(np.abs(x).max()))
 
 
 @dataclass
@@ -129,6 +139,18 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
                     cat(labels) if labels else np.zeros(0, np.int64), cat(masks), paths, defects)
 
 
+def _holdout_warnings(n: int, holdout: ScoreSet | None) -> list[str]:
+    out = []
+    if n < MIN_HOLDOUT:
+        out.append(f"the thresholds come from only {n} held-out normal image(s) (fewer than {MIN_HOLDOUT}): F1, "
+                   f"TPR and TNR at them are unreliable; raise data.holdout_fraction or add normal training images")
+    if holdout is not None and _constant(holdout.primary):
+        out.append(f"every held-out normal image has the same {holdout.names[0]} score "
+                   f"({float(holdout.primary[0]):.6g}): the model does not tell images apart (constant or blank "
+                   f"training images?), so its thresholds mean nothing")
+    return out
+
+
 def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None = None, *,
               rule: str = "quantile", alpha: float = 0.05) -> dict[str, Any]:
     """Thresholds from held-out normal images only (never test labels): the ``quantile`` of their scores
@@ -157,6 +179,7 @@ def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None
         out["thresholds"].update({n: float(v) for n, v in fixed.items()})
         out["fixed"] = sorted(fixed)
     out["threshold"] = out["thresholds"][holdout.names[0]]
+    out["warnings"] = _holdout_warnings(out["n_holdout"], holdout)
     if holdout.pixel is not None:
         out["pixel_threshold"] = float(np.quantile(holdout.pixel.astype(np.float64), quantile))
     return out
@@ -164,6 +187,23 @@ def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None
 
 def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+def metric_warnings(test: ScoreSet, calibration: dict[str, Any]) -> list[str]:
+    """What makes these metrics misleading, in words (metrics.json ``warnings``, printed by the commands):
+    scores that are all equal (degenerate data), and thresholds from fewer than ``MIN_HOLDOUT`` held-out
+    normal images."""
+    # a calibration from before warnings were kept: what its image count says
+    out = list(calibration["warnings"] if "warnings" in calibration
+               else _holdout_warnings(calibration.get("n_holdout", MIN_HOLDOUT), None))
+    if _constant(test.primary):
+        out.append(f"every test image has the same {test.names[0]} score ({float(test.primary[0]):.6g}): the "
+                   f"model does not tell images apart (constant or blank training images?), so AUROC, F1, TPR "
+                   f"and TNR mean nothing")
+    if test.pixel is not None and test.pixel.size and _constant(test.pixel.reshape(-1)):
+        out.append(f"every pixel of every test anomaly map has the same value ({float(test.pixel.flat[0]):.6g}): "
+                   f"pixel AUROC and AUPRO mean nothing")
+    return out
 
 
 def compute_metrics(test: ScoreSet, calibration: dict[str, Any], fpr_limit: float = 0.3) -> dict[str, Any]:
@@ -174,6 +214,7 @@ def compute_metrics(test: ScoreSet, calibration: dict[str, Any], fpr_limit: floa
     two_classes = 0 < labels.sum() < labels.size
     if not two_classes:
         warnings.warn("the test set has only one class of images: image AUROC is undefined", stacklevel=2)
+    result["warnings"] = metric_warnings(test, calibration)
     per: dict[str, dict[str, Any]] = {}
     for name in test.names:
         s = test.image[name]

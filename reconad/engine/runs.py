@@ -2,13 +2,15 @@
 
 A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt``, ``metrics.json``,
 ``scores.csv``, ``grid.png``, ``roc.png`` (``pro.png`` with masks) and ``report.html``. Every file is
-written atomically; a run that fails before writing anything leaves no folder behind.
+written atomically; a run that fails before writing anything leaves no folder behind, and a new run never
+writes into a folder that holds another run (``--resume`` continues it, ``--overwrite`` replaces it).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,10 +23,11 @@ from ..plugins import get_registry
 from ..registry import Registry
 from .evaluate import compute_metrics, score_dataset
 from .report import write_report
+from .checkpoint import CheckpointError, load_checkpoint
 from .runtime import RunError, setup_runtime
-from .trainer import TrainResult, train
+from .trainer import CHECKPOINT, TrainResult, train
 
-__all__ = ["RunResult", "default_out_dir", "run"]
+__all__ = ["OutDir", "RunResult", "claim_out_dir", "default_out_dir", "run"]
 
 
 @dataclass
@@ -47,7 +50,13 @@ class OutDir:
         self.created = not os.path.exists(path)
 
     def __enter__(self) -> str:
-        os.makedirs(self.path, exist_ok=True)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"cannot create the output folder {self.path!r}: {exc.strerror or exc}; pass a "
+                           f"writable --out") from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise RunError(f"the output folder {self.path!r} is not writable; pass a writable --out")
         return self.path
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -55,6 +64,47 @@ class OutDir:
             leftovers = [f for f in os.listdir(self.path) if not f.startswith(".")]
             if not leftovers:
                 shutil.rmtree(self.path, ignore_errors=True)
+
+
+def claim_out_dir(out_dir: str, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Check that a new run may write into ``out_dir``: a new or empty folder (or one a run left with only its
+    config.yaml, having trained nothing) is free; a folder with a run is refused unless ``resume`` (continue it)
+    or ``overwrite`` (it is removed first, so the new run's files never mix with the old one's); a folder
+    with anything else is refused."""
+    if resume:
+        if not os.path.isdir(out_dir):
+            raise RunError(f"--resume: the output folder {out_dir!r} does not exist; pass the --out of the run "
+                           "to resume")
+        return
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise RunError(f"--out {out_dir!r} is a file, not a folder; pass a new folder")
+    entries = sorted(f for f in os.listdir(out_dir) if not f.startswith("."))
+    if entries in ([], ["config.yaml"]):
+        return
+    if CHECKPOINT not in entries:
+        raise RunError(f"--out {out_dir!r} is not empty and holds no reconad run ({', '.join(entries[:4])}"
+                       f"{', ...' if len(entries) > 4 else ''}); pass a new or empty folder")
+    if not overwrite:
+        try:
+            state = load_checkpoint(os.path.join(out_dir, CHECKPOINT))
+            what = "a finished run" if state.get("finished") else f"an unfinished run (step {state.get('step')})"
+        except CheckpointError:
+            what = "a run"
+        raise RunError(f"--out {out_dir!r} already holds {what}; pass --resume to continue it, --overwrite to "
+                       "replace it, or another --out")
+    # replace: move the old run aside in one rename, then delete it
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    aside = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.replaced-", dir=parent)
+    os.rename(out_dir, os.path.join(aside, "old"))
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _in_root(path: str, root: str) -> str:
+    """``path`` relative to the dataset root when it lies inside it, else as it is."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
 
 
 def _write_config(out_dir: str, cfg: Config) -> None:
@@ -66,6 +116,8 @@ def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any
                   train_seconds: float | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Score the test split, compute the metrics and write the report into ``out_dir``."""
     test = score_dataset(model, splits.test, device, cfg.test.batch_size, where="test images")
+    if cfg.data.root:   # name each image by its path in the dataset (test/scratch/006.png), not its file name
+        test.paths = [_in_root(p, cfg.data.root) for p in test.paths]
     metrics = compute_metrics(test, calibration, cfg.test.fpr_limit)
     if selection:
         metrics["selection"] = {k: selection[k] for k in ("every_epochs", "best", "history")}
@@ -76,16 +128,18 @@ def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any
 
 
 def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: bool = False,
-        registry: Registry | None = None, stop_after_steps: int | None = None,
+        overwrite: bool = False, registry: Registry | None = None, stop_after_steps: int | None = None,
         log: Callable[[str], None] = print) -> RunResult:
-    """Train ``cfg`` (resuming when asked), then test it and write the report (``test=False``: train only)."""
+    """Train ``cfg`` (resuming when asked), then test it and write the report (``test=False``: train only).
+    ``out_dir`` must be new or empty unless ``resume`` or ``overwrite`` (see ``claim_out_dir``)."""
     registry = registry or get_registry()
     runtime = setup_runtime(cfg.train.device)
     out_dir = out_dir or default_out_dir(cfg.name)
-    if resume and not os.path.isdir(out_dir):
-        raise RunError(f"--resume: the output folder {out_dir!r} does not exist; pass the --out of the run to resume")
+    if runtime.is_main:
+        claim_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    runtime.barrier()
     with OutDir(out_dir):
-        if runtime.is_main:
+        if runtime.is_main and not resume:   # on resume, once the checkpoint proved to fit the config
             _write_config(out_dir, cfg)
         try:
             result = train(cfg, out_dir, runtime, registry, resume=resume, stop_after_steps=stop_after_steps,
@@ -94,6 +148,8 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
             if runtime.is_main and not resume and os.listdir(out_dir) == ["config.yaml"]:
                 os.unlink(os.path.join(out_dir, "config.yaml"))  # nothing trained: leave no folder
             raise
+        if runtime.is_main and resume:
+            _write_config(out_dir, cfg)
         metrics, files = None, {"checkpoint": result.checkpoint}
         if test and runtime.is_main and result.calibration:
             metrics, more = evaluate_into(out_dir, cfg, result.model, result.splits, result.calibration,

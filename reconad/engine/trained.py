@@ -3,14 +3,14 @@ images with it (``predict``)."""
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
 from ..config import Config, validate
 from ..plugins import get_registry
 from ..registry import Registry
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, check_config_file, check_weights, load_checkpoint
 from .predict import predict_images
 from .runs import OutDir, RunResult, evaluate_into
 from .runtime import resolve_device, setup_runtime
@@ -48,9 +48,13 @@ def load_trained(checkpoint: str, device: str | torch.device = "auto", registry:
     if not state.get("finished") or not state.get("calibration"):
         raise CheckpointError(f"checkpoint {checkpoint!r} is from an unfinished run (step {state.get('step')}); "
                               f"finish it with `reconad train CONFIG --out DIR --resume`")
+    config_file = os.path.join(run_folder(checkpoint), "config.yaml")
+    if os.path.isfile(config_file):
+        check_config_file(state, config_file, checkpoint)
     cfg = validate(state["config"], registry)
     sig = state["signature"]
     model, _ = build_model(cfg.model, registry, sig["channels"], sig["image_size"])
+    check_weights(model, state["model"], checkpoint)
     model.load_state_dict(state["model"])
     model.to(device).eval()
     return Trained(cfg, model, state["calibration"], sig, state.get("selection"))
@@ -72,13 +76,17 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
 
 
 def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "auto", skip_bad: bool = False,
-            registry: Registry | None = None, batch_size: int = 32) -> RunResult:
-    """Score image files / folders with a trained checkpoint: ``scores.csv`` and ``heatmaps/*.png`` overlays."""
+            registry: Registry | None = None, batch_size: int = 32, log: Callable[[str], None] = print,
+            tile: int | None = None, overlap: float = 0.25) -> RunResult:
+    """Score image files / folders with a trained checkpoint: ``scores.csv`` and ``heatmaps/*.png`` overlays
+    at each image's own size (``tile``: scored in overlapping squares of that many pixels; see
+    ``predict_images``)."""
     registry = registry or get_registry()
     dev = setup_runtime(device).device
     trained = load_trained(checkpoint, dev, registry)
     sig = trained.signature
     with OutDir(out_dir):
         files = predict_images(trained.model, images, out_dir, channels=sig["channels"], image_size=sig["image_size"],
-                               calibration=trained.calibration, device=dev, skip_bad=skip_bad, batch_size=batch_size)
+                               calibration=trained.calibration, device=dev, skip_bad=skip_bad, batch_size=batch_size,
+                               log=log, tile=tile, overlap=overlap)
     return RunResult(out_dir, None, files)

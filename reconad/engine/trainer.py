@@ -1,10 +1,13 @@
-"""Training: optimiser from config, epochs or steps, seeding, mixed precision, atomic checkpoints every N
-steps and at the end, exact resume, and DistributedDataParallel under torchrun."""
+"""Training: optimiser from config, epochs or steps, seeding, mixed precision, atomic checkpoints (every
+``train.checkpoint_minutes``, every ``train.checkpoint_every`` steps, on SIGINT/SIGTERM and at the end), exact
+resume, and DistributedDataParallel under torchrun."""
 from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,9 +26,45 @@ from .checkpoint import check_compatible, load_checkpoint, model_signature, save
 from .evaluate import calibrate, check_finite, fixed_thresholds, score_dataset
 from .runtime import RunError, Runtime, seed_everything
 
-__all__ = ["TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
+__all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class Interrupted(RunError):
+    """Training stopped on SIGINT / SIGTERM after finishing its step and writing the checkpoint; ``--resume``
+    continues it. ``signum`` is the signal, ``step`` / ``total`` where it stopped."""
+
+    def __init__(self, signum: int, step: int, total: int, checkpoint: str) -> None:
+        self.signum, self.step, self.total, self.checkpoint = signum, step, total, checkpoint
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}/{total}; "
+                         f"checkpoint written to {checkpoint}")
+
+
+class _StopSignals:
+    """While training: the first SIGINT / SIGTERM asks the loop to stop after its step (it then writes the
+    checkpoint); a second SIGINT stops at once. Only the main thread can take signals; elsewhere this is a no-op."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum   # no printing here: the loop may be inside a print of its own (reentrant write)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
 
 
 @dataclass
@@ -96,6 +135,12 @@ class _Selection:
         if not finished:
             out["best_model"] = self.best_model
         return out
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C (sent to the whole process group) to the main process, which finishes its
+    step and writes the checkpoint; a worker that died of it would end the run with a loader error instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def make_optimizer_factory(train: TrainConfig) -> Callable[..., torch.optim.Optimizer]:
@@ -173,13 +218,19 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     steps_per_epoch = n // batch
     total = tc.steps if tc.steps is not None else tc.epochs * steps_per_epoch
     ctx.steps_per_epoch, ctx.total_steps = steps_per_epoch, total
+    try:
+        objective.check_schedule(steps_per_epoch, total)
+    except ValueError as exc:   # before any step: one line, not a traceback from the middle of training
+        raise RunError(f"model.objective: {exc}") from None
 
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     step = 0
     selection = _Selection(tc.select_every, None)
     if resume:
         if not os.path.isfile(ckpt_path):
-            raise RunError(f"--resume: no checkpoint to resume from in {out_dir!r} (expected {CHECKPOINT})")
+            raise RunError(f"--resume: no checkpoint to resume from in {out_dir!r} (expected {CHECKPOINT}); the run "
+                           f"wrote none before it stopped: train.checkpoint_minutes (now {tc.checkpoint_minutes}) "
+                           f"and train.checkpoint_every (now {tc.checkpoint_every}) set how often it writes one")
         state = load_checkpoint(ckpt_path, map_location=device)
         check_compatible(state, signature, ckpt_path)
         model.load_state_dict(state["model"])
@@ -212,15 +263,23 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                mininterval=0.2 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
     seen, t_images = 0, time.perf_counter()
     stop_at = total if stop_after_steps is None else min(total, step + stop_after_steps)
+    every_s, last_save = tc.checkpoint_minutes * 60.0, time.monotonic()
     model.train()
+    stops = _StopSignals().__enter__()   # before the line that says so
     try:
+        if runtime.is_main and step < stop_at:
+            log(f"training steps {step}..{total} of {cfg.name}; checkpoint {ckpt_path} "
+                + (f"every {tc.checkpoint_minutes:g} min, " if every_s else "")
+                + (f"every {tc.checkpoint_every} steps, " if tc.checkpoint_every else "")
+                + "on Ctrl-C / SIGTERM and at the end")
         while step < stop_at:
             epoch, first = divmod(step, steps_per_epoch)
             batches = epoch_batches(n, tc.batch_size, cfg.seed, epoch, runtime.rank, runtime.world_size)
             remaining = batches[first:first + (stop_at - step)]
             # its own generator: a loader must not draw from the global RNG, or a resumed run would diverge
             loader = DataLoader(splits.train, batch_sampler=remaining, num_workers=tc.num_workers,
-                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                                worker_init_fn=_ignore_sigint if tc.num_workers else None)
             for batch in loader:
                 check_finite(batch["image"], list(batch["path"]), f"training batch at step {step}")
                 batch["image"] = batch["image"].to(device, non_blocking=True)
@@ -241,9 +300,16 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                     bar.update(step - bar.n)
                     rate = seen / max(time.perf_counter() - t_images, 1e-9)
                     bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{rate:.0f}", refresh=False)
-                if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total:
+                if stops.signum is not None and step < total:
+                    log(f"{signal.Signals(stops.signum).name}: step {step} done, writing the checkpoint")
                     save(False)
+                    raise Interrupted(stops.signum, step, total, ckpt_path)
+                if step < total and ((tc.checkpoint_every and step % tc.checkpoint_every == 0)
+                                     or (every_s and time.monotonic() - last_save >= every_s)):
+                    save(False)
+                    last_save = time.monotonic()
     finally:
+        stops.__exit__()
         bar.close()
 
     calibration: dict[str, Any] = {}

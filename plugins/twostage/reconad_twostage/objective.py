@@ -118,13 +118,17 @@ class TwoStageObjective(Objective):
         logs["loss"] = total
         return logs
 
-    def training_step(self, ctx: StepContext, batch: dict[str, Any]) -> dict[str, float]:
-        n1 = self.stage1_steps(ctx.steps_per_epoch)
-        if n1 >= ctx.total_steps:
+    def check_schedule(self, steps_per_epoch: int, total_steps: int) -> None:
+        n1 = self.stage1_steps(steps_per_epoch)
+        if n1 >= total_steps:
             raise ValueError(f"twostage objective: stage 1 takes {n1} steps (pretrain_epochs={self.pretrain_epochs}, "
-                             f"pretrain_steps={self.pretrain_steps}, {ctx.steps_per_epoch} steps per epoch) but "
-                             f"training has {ctx.total_steps} steps in all, leaving none for stage 2; raise "
+                             f"pretrain_steps={self.pretrain_steps}, {steps_per_epoch} steps per epoch) but "
+                             f"training has {total_steps} steps in all, leaving none for stage 2; raise "
                              f"train.epochs / train.steps or lower the pretraining")
+
+    def training_step(self, ctx: StepContext, batch: dict[str, Any]) -> dict[str, float]:
+        self.check_schedule(ctx.steps_per_epoch, ctx.total_steps)
+        n1 = self.stage1_steps(ctx.steps_per_epoch)
         sgd, adam = ctx.optimizers[0], ctx.optimizers[1]
         if ctx.step_index < n1:
             comp = self._component(ctx.model, self.pretrain)
