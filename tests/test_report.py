@@ -137,6 +137,10 @@ def test_threshold_metrics_facts_and_skipped_files_are_in_the_page(report_run):
     assert f"<li>{html.escape(res.train.splits.skipped[0])}</li>" in page
     for name in ("hist.png", "roc.png", "grid.png"):
         assert f'src="{name}"' in page
+    # fewer than 20 held-out images: metrics.json's warning is on the page too, by the metrics
+    assert any(f"only {n_hold} held-out normal image" in w for w in metrics["warnings"])
+    assert "Read these metrics with care" in page
+    assert all(f"<li>{html.escape(w)}</li>" in page for w in metrics["warnings"])
 
 
 def _set(primary, labels):

@@ -448,6 +448,10 @@ def _html(metrics: dict[str, Any], calibration: dict[str, Any], config: dict[str
         f"{sel['best']['epoch']} of {sel['history'][-1]['epoch']}: validation AUROC "
         f"{_fmt(sel['best']['validation_auroc'])} ({esc(sel['best']['score'])}); every epoch scored in "
         "metrics.json (<code>selection.history</code>).</p>")
+    warns = metrics.get("warnings") or []
+    warnings_html = "" if not warns else (
+        '<p class="note"><b>Read these metrics with care:</b></p><ul class="note">'
+        + "".join(f"<li>{esc(w)}</li>" for w in warns) + "</ul>")
     cfg_text = esc(yaml.safe_dump(config, sort_keys=False))
     name = esc(str(config.get("name")))
     return f"""<!doctype html>
@@ -458,7 +462,7 @@ def _html(metrics: dict[str, Any], calibration: dict[str, Any], config: dict[str
 <p>Dataset <b>{esc(str((config.get('data') or {}).get('name')))}</b>; scores per image in
 <a href="scores.csv">scores.csv</a>; all metrics in <a href="metrics.json">metrics.json</a>.</p>
 <h2>Run</h2><table>{facts_html}</table>
-<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>what it says</th></tr>{''.join(rows)}</table>
+<h2>Metrics</h2>{warnings_html}<table><tr><th>metric</th><th>value</th><th>what it says</th></tr>{''.join(rows)}</table>
 <h2>Threshold</h2>{threshold_sentence(calibration, scores.names[0] if scores.names else "score")}
 {threshold_check(scores, metrics)}
 {confusion}{defects}
