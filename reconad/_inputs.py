@@ -190,11 +190,11 @@ def as_images(x: object) -> Images:
     if x is None:
         raise DataError(f"X is None: expected {EXPECTED}")
     if isinstance(x, (str, os.PathLike)):
-        from .engine.predict import list_images
+        from .engine.predict import image_names
 
         if not os.path.exists(x):
             raise DataError(f"X: {os.fspath(x)!r} does not exist (expected a folder of images or an image file)")
-        paths = list_images([os.fspath(x)])
+        paths = [path for path, _ in image_names([os.fspath(x)])]
         return _from_paths(paths, f"{len(paths)} image(s) in {os.fspath(x)}")
     if isinstance(x, np.ndarray):
         return _from_array(x)
