@@ -402,6 +402,12 @@ class Detector:
         """``score_dataset`` under a forked RNG seeded with the config's seed: a model that draws at test time
         (a random masker with ``at_eval``) gives the same scores for the same X on every call and after
         ``load``, and the caller's RNG is left alone."""
+        coupled = [n for n, sc in zip(self.model_.scorer_names, self.model_.scorers) if sc.set_level]
+        if coupled:
+            warnings.warn(f"scorer(s) {', '.join(coupled)} scale scores over the scored set ({where}): an image's "
+                          "score depends on the other images given with it (e.g. OLED's scale: set, "
+                          "ODDObjects' threshold: gamma); use a per-image scale to score images on their own",
+                          stacklevel=3)
         with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
             torch.manual_seed(self.config_.seed)
             return score_dataset(self.model_, ds, self.device_, self.config_.test.batch_size, keep_maps=keep_maps,

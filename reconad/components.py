@@ -45,16 +45,29 @@ class Scorer(nn.Module):
     - ``finalize(scores)``: the set-level step, called once per scored set with the scorer's scores over the
       whole set (key ``"image"`` plus one key per part, each ``(N,)``); returns the same keys, e.g. min-max
       normalised over the set. Default: the scores unchanged.
+    - ``fit_reference(scores)``: a scale taken once from normal images, so that each image is scored on its
+      own. When training ends the engine calls it with ``None`` (forget any reference: ``forward`` gives raw
+      scores), scores the held-out normal images, and calls it again with those raw scores (the keys of
+      ``finalize``). A scorer keeps what it needs in buffers (saved with the weights) and applies it in
+      ``forward`` from then on; it returns True when its scores changed (the engine then scores the held-out
+      images again, for the threshold). Default: nothing, False.
+    - ``set_level``: True while ``finalize`` makes an image's score depend on the other images of its set
+      (min-max over the set): such a score means nothing for one image alone, and export refuses it.
+      Default False.
     """
 
     requires: tuple[str, ...] = ()
     fixed_threshold: float | None = None
+    set_level: bool = False
 
     def forward(self, outputs: dict[str, Any]) -> Scores:
         raise NotImplementedError(f"{type(self).__name__} must override forward(outputs) -> Scores")
 
     def finalize(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return scores
+
+    def fit_reference(self, scores: dict[str, np.ndarray] | None) -> bool:
+        return False
 
 
 class StepContext:

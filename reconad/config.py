@@ -321,18 +321,25 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"--set {item!r}: empty key segment in {key!r}")
-        node = raw
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
+        node: Any = raw
+        for i, part in enumerate(parts):
+            if isinstance(node, list):   # a list's item by index: model.scorers.0.scale=set
+                if not (part.isdigit() and int(part) < len(node)):
+                    raise ConfigError(f"--set {item!r}: {'.'.join(parts[:i])} is a list of {len(node)} item(s); "
+                                      f"expected an index 0..{len(node) - 1}, got {part!r}")
+                part = int(part)     # type: ignore[assignment]
+            if i == len(parts) - 1:
+                node[part] = value
+                break
+            child = node[part] if isinstance(node, list) else node.get(part)
             if isinstance(child, str) and i >= 1 and parts[0] == "model":  # component shorthand "memae"
                 child = {"name": child}
             if child is None:
                 child = {}
-            if not isinstance(child, dict):
+            if not isinstance(child, (dict, list)):
                 raise ConfigError(f"--set {item!r}: {'.'.join(parts[:i + 1])} is {child!r}, not a mapping")
             node[part] = child
             node = child
-        node[parts[-1]] = value
         if parts[0] == "data" and len(parts) > 1:
             data_set.add(parts[1])
     data = raw.get("data")

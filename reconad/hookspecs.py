@@ -141,9 +141,9 @@ def reconad_register_scorers(register: Register) -> None:
     ``forward(outputs: dict)`` returns ``reconad.components.Scores(image, pixel, parts)``: ``image`` is
     ``(B,)``, higher = more anomalous; ``pixel`` is ``(B, H, W)`` or None; ``parts`` is None or extra named
     ``(B,)`` scores. ``outputs`` holds ``input``, ``recon`` and whatever the components added
-    (``features``, ``memory``, ``mask``, ...). The optional features, ``requires``, ``finalize`` and
-    ``fixed_threshold``, are named on ``Scorer`` with defaults that change nothing (see "Component
-    contracts"). A factory that builds a plain ``nn.Module`` is refused when the model is built, with the
+    (``features``, ``memory``, ``mask``, ...). The optional features, ``requires``, ``finalize``,
+    ``fit_reference``, ``set_level`` and ``fixed_threshold``, are named on ``Scorer`` with defaults that
+    change nothing (see "Component contracts"). A factory that builds a plain ``nn.Module`` is refused when the model is built, with the
     scorer's name. Context parameter: ``image_size``. Example::
 
         @hookimpl

@@ -408,3 +408,20 @@ def test_the_cli_config_selects_the_conformal_rule(tiny_raw, tmp_path):
     tiny_raw["test"] = {"threshold": "conformal", "alpha": 1.5}
     with pytest.raises(ConfigError, match=r"test.alpha: expected a false-alarm rate in \(0, 1\), got 1.5"):
         validate(tiny_raw)
+
+
+def test_a_per_image_scale_scores_one_image_as_in_a_batch_and_a_set_scale_warns():
+    """OLED's default scale is fitted on the held-out normals when training ends: an image scores the same
+    alone as among others, and the threshold is on that scale; ``scale: set`` couples the images of X."""
+    x = patches((0, 256), 64)
+    det = Detector("oled", **TINY_METHOD).fit(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = det.decision_function(x[:6])
+        alone = np.concatenate([det.decision_function(x[i:i + 1]) for i in range(6)])
+    np.testing.assert_allclose(alone, batch, rtol=1e-5, atol=1e-7)
+    # the held-out normals span [0, 1] on every part, so their mean s_avg does not pass 1
+    assert det.decision_scores_.min() >= -1e-6 and det.decision_scores_.max() <= 1 + 1e-6
+    coupled = Detector("oled", **TINY_METHOD, **{"model.scorers.0.scale": "set"}).fit(x)
+    with pytest.warns(UserWarning, match=r"scorer\(s\) oled scale scores over the scored set"):
+        coupled.decision_function(x[:6])

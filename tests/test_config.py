@@ -93,6 +93,16 @@ def test_overrides_parse_yaml_values_and_reject_malformed_items():
         apply_overrides(BASE, ["train.epochs.x=1"])
 
 
+def test_overrides_reach_list_items_by_index():
+    base = {**BASE, "model": {**BASE["model"], "scorers": [{"name": "l2"}, {"name": "ssim", "window": 7}]}}
+    raw = apply_overrides(base, ["model.scorers.1.window=11", "model.scorers.0=ssim"])
+    assert raw["model"]["scorers"] == ["ssim", {"name": "ssim", "window": 11}]
+    assert base["model"]["scorers"][1]["window"] == 7          # the input is left alone
+    for bad in ("model.scorers.2.window=3", "model.scorers.first=l2"):
+        with pytest.raises(ConfigError, match=r"model\.scorers is a list of 2 item\(s\); expected an index 0\.\.1"):
+            apply_overrides(base, [bad])
+
+
 def test_files_are_read_with_safe_load_only(tmp_path):
     bad = tmp_path / "evil.yaml"
     bad.write_text("data: !!python/object/apply:os.system ['echo pwned']\n")

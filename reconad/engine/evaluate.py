@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,10 +12,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import metrics as M
+from ..components import Scorer
 from ..model import ReconModel
 from .runtime import RunError
 
 __all__ = ["MIN_HOLDOUT", "ScoreSet", "batch_scores", "calibrate", "check_finite", "compute_metrics", "finalize_scores",
+           "fit_references",
            "fixed_thresholds", "score_dataset"]
 
 
@@ -40,6 +42,7 @@ class ScoreSet:
     masks: np.ndarray | None              # (N, H, W) uint8 when kept
     paths: list[str]
     defects: list[str]
+    parts: dict[str, list[str]] = field(default_factory=dict)   # scorer name -> its parts (keys "{name}_{part}")
 
     @property
     def primary(self) -> np.ndarray:
@@ -97,6 +100,24 @@ def finalize_scores(model: ReconModel, image: dict[str, np.ndarray], parts_of: d
     return out
 
 
+def fit_references(model: ReconModel, holdout: Dataset, device: torch.device, batch_size: int) -> bool:
+    """``Scorer.fit_reference`` for every scorer that overrides it: forget the old reference, score the
+    held-out normal images raw, hand each scorer its raw scores. True when some scorer's scores changed."""
+    fitting = [(n, s) for n, s in zip(model.scorer_names, model.scorers)
+               if type(s).fit_reference is not Scorer.fit_reference]
+    if not fitting:
+        return False
+    for _, scorer in fitting:
+        scorer.fit_reference(None)
+    raw = score_dataset(model, holdout, device, batch_size, keep_maps=False, keep_masks=False,
+                        where="held-out normal images", finalize=False)
+    changed = False
+    for name, scorer in fitting:
+        keys = {"image": name, **{p: f"{name}_{p}" for p in raw.parts.get(name, [])}}
+        changed |= bool(scorer.fit_reference({k: raw.image[full] for k, full in keys.items()}))
+    return changed
+
+
 def fixed_thresholds(model: ReconModel) -> dict[str, float]:
     """Thresholds that scorers fix themselves (``Scorer.fixed_threshold``, e.g. paper 000's gamma on
     normalised scores) instead of the quantile of held-out normal scores."""
@@ -107,7 +128,7 @@ def fixed_thresholds(model: ReconModel) -> dict[str, float]:
 @torch.no_grad()
 def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, batch_size: int = 64,
                   keep_maps: bool = True, keep_masks: bool = True, num_workers: int = 0,
-                  where: str = "scoring") -> ScoreSet:
+                  where: str = "scoring", finalize: bool = True) -> ScoreSet:
     was_training = model.training
     model.eval()
     image: dict[str, list[np.ndarray]] = {}
@@ -134,9 +155,11 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
         model.train(was_training)
     cat = lambda xs: np.concatenate(xs) if xs else None  # noqa: E731
     names = list(image) or list(model.scorer_names)
-    merged = finalize_scores(model, {n: cat(image[n]) if image.get(n) else np.zeros(0) for n in names}, parts_of)
+    merged = {n: cat(image[n]) if image.get(n) else np.zeros(0) for n in names}
+    if finalize:
+        merged = finalize_scores(model, merged, parts_of)
     return ScoreSet(names, merged, cat(pixel),
-                    cat(labels) if labels else np.zeros(0, np.int64), cat(masks), paths, defects)
+                    cat(labels) if labels else np.zeros(0, np.int64), cat(masks), paths, defects, parts_of)
 
 
 def _holdout_warnings(n: int, holdout: ScoreSet | None) -> list[str]:

@@ -23,7 +23,7 @@ from ..metrics import auroc
 from ..model import ReconModel, build_model
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
-from .evaluate import calibrate, check_finite, fixed_thresholds, score_dataset
+from .evaluate import calibrate, check_finite, fit_references, fixed_thresholds, score_dataset
 from .runtime import RunError, Runtime, seed_everything
 
 __all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
@@ -319,6 +319,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             log(f"selected epoch {selection.best['epoch']} of {step // steps_per_epoch}: validation AUROC "
                 f"{selection.best['validation_auroc']:.4f}")
         if runtime.is_main:
+            fit_references(model, splits.holdout, device, cfg.test.batch_size)   # scales some scorers keep
             holdout = score_dataset(model, splits.holdout, device, cfg.test.batch_size, keep_masks=False,
                                     where="held-out normal images")
             calibration = calibrate(holdout, cfg.test.threshold_quantile, fixed_thresholds(model),

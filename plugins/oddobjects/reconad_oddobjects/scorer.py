@@ -50,6 +50,7 @@ class ODDScorer(Scorer):
         self.normalize = threshold == "gamma"
         # read by the engine: the paper's threshold on the finalised (normalised) scale replaces the quantile
         self.fixed_threshold: float | None = self.gamma if self.normalize else None
+        self.set_level = self.normalize   # an image's normalised score depends on its set
 
     def forward(self, outputs: dict[str, Any]) -> Scores:
         err = squared_error(outputs)

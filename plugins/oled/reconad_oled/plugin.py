@@ -27,7 +27,7 @@ def reconad_register_decoders(register):
 
 @hookimpl
 def reconad_register_scorers(register):
-    register("oled", OLEDScorer, description="OLED s_mask, s_cont, s_rec (min-max over the set) and s_avg",
+    register("oled", OLEDScorer, description="OLED s_mask, s_cont, s_rec (min-max over held-out normals, or the set) and s_avg",
              contract_model={"masker": "oled"})  # s_mask needs a masker
 
 

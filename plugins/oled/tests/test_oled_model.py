@@ -162,6 +162,44 @@ def test_scorer_parts_and_finalize_match_numpy(cont):
     assert set(fin) == set(raw)
 
 
+def test_reference_scale_scores_each_image_alone():
+    """scale 'reference': min-max of the held-out raw parts (numpy), applied in forward; one image scores the
+    same alone as in a batch; finalize then changes nothing; an old checkpoint without the buffers, or
+    scale 'set', scores over the set."""
+    torch.manual_seed(0)
+    model, _ = _model(16)
+    model.eval()
+    scorer = model.scorers[0]
+    held, test = torch.rand(6, 1, 16, 16), torch.rand(4, 1, 16, 16)
+    with torch.no_grad():
+        raw_held = model.score(model(held))["oled"].parts
+        raw_test = model.score(model(test))["oled"].parts
+    assert scorer.set_level and not scorer.fitted
+    assert scorer.fit_reference({"image": np.zeros(6), **{k: v.double().numpy() for k, v in raw_held.items()}})
+    assert scorer.fitted and not scorer.set_level
+    with torch.no_grad():
+        sc = model.score(model(test))["oled"]
+        alone = model.score(model(test[2:3]))["oled"]
+    want = {}
+    for k in ("mask", "cont", "rec"):
+        lo, hi = raw_held[k].double().min(), raw_held[k].double().max()
+        want[k] = (raw_test[k].double() - lo) / (hi - lo)
+        np.testing.assert_allclose(sc.parts[k].double().numpy(), want[k].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sc.image.numpy(), ((want["mask"] + want["cont"] + want["rec"]) / 3).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(alone.image, sc.image[2:3])
+    fin = {"image": sc.image.double().numpy(), **{k: v.double().numpy() for k, v in sc.parts.items()}}
+    assert all(np.array_equal(scorer.finalize(fin)[k], v) for k, v in fin.items())
+
+    state = {k: v for k, v in model.state_dict().items() if "ref_" not in k}   # a checkpoint from before
+    fresh, _ = _model(16)
+    fresh.load_state_dict(state)
+    assert fresh.scorers[0].set_level
+    assert not OLEDScorer(scale="set").fit_reference({k: np.ones(3) for k in ("image", "mask", "cont", "rec")})
+    with pytest.raises(ValueError, match="scale must be one of"):
+        OLEDScorer(scale="test")
+
+
 def test_scorer_outside_a_model_is_an_error():
     x = torch.rand(2, 1, 8, 8)
     with pytest.raises(ValueError, match="recon_unmasked"):
