@@ -129,6 +129,11 @@ class Objective:
         ctx.step(losses["loss"], ctx.optimizers[0])
         return {k: float(v.detach()) for k, v in losses.items()}
 
+    def stage(self, step_index: int, steps_per_epoch: int) -> str:
+        """The name of the recipe's stage at optimiser step ``step_index`` (0-based), for the progress bar and
+        the history: ``"train"`` for one-stage recipes; multi-stage recipes name each stage."""
+        return "train"
+
     def check_schedule(self, steps_per_epoch: int, total_steps: int) -> None:
         """Called once before training: raise ``ValueError`` saying what to change when the recipe does not
         fit the run's ``total_steps`` (e.g. a pre-training phase that takes every step)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -120,7 +121,8 @@ def test_predict_scores_a_folder_and_skips_bad_files(trained, tmp_path):
     res = predict(str(out), [str(imgs)], str(tmp_path / "p2"), device="cpu", skip_bad=True)
     rows = list(csv.DictReader(open(res.files["scores"])))
     assert len(rows) == 4 and {r["label"] for r in rows} == {""}
-    assert len(os.listdir(res.files["heatmaps"])) == 4
+    heat = sorted(str(p.relative_to(res.files["heatmaps"])) for p in Path(res.files["heatmaps"]).rglob("*.png"))
+    assert heat == ["a0.png", "a1.png", "a2.png", "sub/rgb.png"]
     assert "broken.png" in (tmp_path / "p2" / "skipped.txt").read_text()
 
 

@@ -4,6 +4,7 @@ input's resolution, and degenerate data or few held-out images are warned about.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -265,9 +266,9 @@ def test_predict_heatmaps_at_each_images_own_size_and_notes_said_once(finished, 
                                "sees each squeezed to 16x16, which distorts its aspect ratio")
     trained = load_trained(str(out), "cpu")
     vmax = trained.calibration.get("pixel_threshold") or 1.0
-    heatmaps = sorted(os.listdir(res.files["heatmaps"]))
-    assert len(heatmaps) == 3
-    for name, src in zip(heatmaps, ["good/006.png", "scratch/006.png", "scratch/007.png"]):
+    heatmaps = sorted(str(p.relative_to(res.files["heatmaps"])) for p in Path(res.files["heatmaps"]).rglob("*.png"))
+    assert heatmaps == ["good/006.png", "scratch/006.png", "scratch/007.png"]   # the inputs' own names
+    for name, src in zip(heatmaps, heatmaps):
         png = np.asarray(Image.open(os.path.join(res.files["heatmaps"], name)))
         original = read_image(imgs / src, 1)
         assert png.shape == (*original.shape[-2:], 3), name          # the input's own size
@@ -354,5 +355,15 @@ def test_predict_tiles_stitch_the_maps_and_score_the_worst_tile(finished, tmp_pa
     assert float(row["score"]) == pytest.approx(max(tile_scores), rel=1e-6)
     vmax = trained.calibration.get("pixel_threshold") or 1.0
     want = (np.clip(heat_overlay(image.numpy(), total / count, vmax), 0, 1) * 255).astype(np.uint8)
+    assert os.listdir(res.files["heatmaps"]) == [f"{Path(path).stem}.png"]   # a file given outside any folder
     png = np.asarray(Image.open(os.path.join(res.files["heatmaps"], os.listdir(res.files["heatmaps"])[0])))
     assert png.shape == (40, 24, 3) and np.abs(png.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_heatmap_names_mirror_the_inputs_and_never_leave_the_folder(tmp_path):
+    from reconad.engine.predict import _heatmap_path
+
+    used: set[str] = set()
+    got = [os.path.relpath(_heatmap_path(str(tmp_path), n, used), tmp_path)
+           for n in ("good/006.png", "scratch/006.png", "a.jpg", "a.png", "../up/b.png", "/abs/c.tif", "b.bmp")]
+    assert got == ["good/006.png", "scratch/006.png", "a.png", "a_2.png", "b.png", "c.png", "b_2.png"]

@@ -1,5 +1,6 @@
 """Scoring new images with a trained model: scores.csv and a heatmap overlay per image, at the image's own
-resolution (the model's map upsampled), each image named by its path relative to the folder it was found in."""
+resolution (the model's map upsampled), each image named by its path relative to the folder it was found in
+(its heatmap at the same relative path under ``heatmaps/``, as a PNG)."""
 from __future__ import annotations
 
 import os
@@ -40,6 +41,22 @@ def image_names(inputs: list[str]) -> list[tuple[str, str]]:
     if not found:
         raise DataError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(exts)[:8])}, ...)")
     return found
+
+
+def _heatmap_path(heat_dir: str, name: str, used: set[str]) -> str:
+    """``heatmaps/<the image's name>.png``: the input's folders mirrored (``scratch/006.png`` and
+    ``good/006.png`` stay apart); a name that leaves the folder (absolute, ``..``) keeps its file name only;
+    a clash (``a.jpg`` beside ``a.png``) gets ``_2``, ``_3``..."""
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        rel = Path(rel.name)
+    base, n = rel.with_suffix(""), 1
+    candidate = f"{base}.png"
+    while candidate in used:
+        n += 1
+        candidate = f"{base}_{n}.png"
+    used.add(candidate)
+    return os.path.join(heat_dir, candidate)
 
 
 def _save_png(path: str, rgb: np.ndarray) -> None:
@@ -117,6 +134,7 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
     skipped: list[str] = []
     converted: list[str] = []
     squeezed: list[str] = []
+    used: set[str] = set()    # heatmap files written
     for start in range(0, len(found), batch_size):
         originals, names = [], []
         for path, name in found[start:start + batch_size]:
@@ -154,7 +172,6 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
             mine = [i for i, unit in enumerate(units) if unit[0] == j]
             for key, v in unit_scores.items():   # an image is as anomalous as its most anomalous tile
                 image_scores.setdefault(key, []).append(max(v[i] for i in mine))
-            idx = len(kept)
             kept.append(name)
             if unit_maps:   # each unit's map, bilinear up to its own size, overlaps averaged
                 total = torch.zeros(image.shape[-2:])
@@ -165,8 +182,9 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
                                                               align_corners=False)[0, 0]
                     count[y:y + h, x_:x_ + w] += 1
                 heat = (total / count).numpy()
-                stem = f"{idx:05d}_{Path(name).stem}"
-                _save_png(os.path.join(heat_dir, f"{stem}.png"), heat_overlay(image.numpy(), heat, vmax))
+                heat_path = _heatmap_path(heat_dir, name, used)
+                os.makedirs(os.path.dirname(heat_path), exist_ok=True)
+                _save_png(heat_path, heat_overlay(image.numpy(), heat, vmax))
     if not kept:
         raise DataError(f"none of the {len(found)} image(s) could be read: {'; '.join(skipped[:3])}")
     kind = {1: "grey", 3: "RGB"}

@@ -73,6 +73,12 @@ class TwoStageObjective(Objective):
         """Optimiser steps of stage 1 (``pretrain_steps`` when set, else ``pretrain_epochs`` epochs)."""
         return self.pretrain_steps if self.pretrain_steps is not None else self.pretrain_epochs * steps_per_epoch
 
+    def stage(self, step_index: int, steps_per_epoch: int) -> str:
+        """``pretrain_<pretext>`` during stage 1, then ``reconstruction``."""
+        if step_index < self.stage1_steps(steps_per_epoch):
+            return f"pretrain_{self.pretext_name}"
+        return "reconstruction"
+
     def _component(self, model: nn.Module, name: str) -> nn.Module:
         comp = getattr(_unwrap(model), name, None)
         if not isinstance(comp, nn.Module):

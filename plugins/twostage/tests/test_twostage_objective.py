@@ -34,6 +34,7 @@ def test_phase_switch_and_frozen_encoder():
         ctx.step_index, ctx.epoch = step, step // 2
         enc, dec = _state(model.encoder), _state(model.decoder)
         logs = objective.training_step(ctx, batch)
+        assert objective.stage(step, 2) == ("pretrain_rotation" if step < 4 else "reconstruction")
         if step < 4:
             assert logs["stage"] == 1.0 and "pretext_acc" in logs
             assert _changed(enc, model.encoder), f"step {step}: stage 1 must train the encoder"
