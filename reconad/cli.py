@@ -1,4 +1,4 @@
-"""The ``reconad`` command: run, train, test, predict, video, plugins, info (and subcommands plugins add)."""
+"""The ``reconad`` command: run, train, test, predict, video, benchmark, plugins, info (and subcommands plugins add)."""
 from __future__ import annotations
 
 import argparse
@@ -120,6 +120,22 @@ def _cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import run_benchmark
+    from .engine import Interrupted
+
+    try:
+        files = run_benchmark(args.suite, args.out, jobs=args.jobs, resume=args.resume, quick=args.quick,
+                              device=args.device)
+    except Interrupted as exc:
+        print(f"reconad benchmark: {exc}\nresume with: reconad benchmark {shlex.quote(args.suite)} --out "
+              f"{shlex.quote(args.out)} --jobs {args.jobs} --resume", file=sys.stderr)
+        return 128 + exc.signum
+    for what, path in files.items():
+        print(f"{what}: {path}")
+    return 0
+
+
 def _overrides(reg: Any) -> dict[tuple[str, str], list[str]]:
     """(kind, name) -> the plugins whose component of that name the registered one replaces."""
     out: dict[tuple[str, str], list[str]] = {}
@@ -222,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="one 0/1 per frame (.txt/.csv, last field; or .npy)")
     p.add_argument("--batch-size", type=int, default=64, help="units scored at once (default 64)")
     p.set_defaults(func=_cmd_video)
+    p = sub.add_parser("benchmark", help="run a suite: methods x datasets x seeds, with intervals (docs/benchmarks.md)")
+    p.add_argument("suite", help="suite YAML (benchmarks/suites/*.yaml)")
+    p.add_argument("--out", required=True, help="output folder (results.csv, summary.md, cells/...)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at once, each in its own process (default 1)")
+    p.add_argument("--resume", action="store_true", help="continue in --out: finished cells are skipped")
+    p.add_argument("--quick", action="store_true", help="the first seed and class, the suite's quick overrides")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (sets train.device)")
+    p.set_defaults(func=_cmd_benchmark)
     p = sub.add_parser("plugins", help="every registered component by kind, with its plugin")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)
@@ -237,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError
     from .data.base import DataError
+    from .benchmark import BenchmarkError, SuiteError
     from .engine import CheckpointError, RunError
     from .model import BuildError
     from .registry import RegistryError
@@ -248,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, CheckpointError, RunError, BuildError, RegistryError) as exc:
+    except (ConfigError, DataError, CheckpointError, RunError, BuildError, RegistryError, BenchmarkError,
+            SuiteError) as exc:
         print(f"reconad {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,214 @@
+"""Running a suite's cells: each an ordinary run folder (``reconad.engine.run``) under ``OUT/cells/``, with a
+cache entry next to each (``cells/<method>/<dataset>/<class>/seed<N>.json``); ``--resume`` skips the cells whose entry is finished with the same cache key, and
+``--jobs N`` runs cells in N processes with the torch threads split between them.
+
+The cache key is a hash of the cell's resolved config (data, model, train, test and seed) and the versions of
+reconad and of every installed plugin distribution: change any of them and the cell runs again.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import importlib.metadata
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..io import write_json
+from .suite import METRICS, Cell, Suite, check_cells
+
+__all__ = ["BenchmarkError", "CellResult", "cache_key", "environment", "run_cells", "versions"]
+
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark cannot start or go on (an unreadable cache, an --out holding something else)."""
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    status: str                       # ok | error
+    metrics: dict[str, float | None]
+    seconds: float
+    cached: bool
+    run_dir: str
+    error: str = ""
+
+
+def versions() -> dict[str, str]:
+    """reconad's version and that of every distribution with a ``reconad`` entry point (the plugins)."""
+    from .. import __version__
+
+    out = {"reconad": __version__}
+    for ep in importlib.metadata.entry_points(group="reconad"):
+        if ep.dist is not None:
+            out[ep.dist.name] = ep.dist.version
+    return dict(sorted(out.items()))
+
+
+def cache_key(resolved_config: dict[str, Any], versions_: dict[str, str]) -> str:
+    blob = json.dumps({"config": resolved_config, "versions": versions_}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _commit() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if head and dirty else "")
+
+
+def environment(device: str, jobs: int, threads: int) -> dict[str, Any]:
+    """What the figures were measured on: device, torch, commit, threads, versions."""
+    import torch
+
+    from ..engine.runtime import resolve_device
+
+    dev = resolve_device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    return {"device": str(dev), "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
+            "commit": _commit(), "jobs": jobs, "threads_per_job": threads, "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "platform": platform.platform(), "versions": versions()}
+
+
+def _read_entry(path: str) -> dict[str, Any] | None:
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            entry = json.load(fh)
+        if not isinstance(entry, dict) or "key" not in entry or "status" not in entry:
+            raise ValueError("expected a mapping with 'key' and 'status'")
+    except (OSError, ValueError) as exc:
+        raise BenchmarkError(f"unreadable cache entry {path}: {exc}; delete it (that cell runs again) or pass "
+                             "another --out") from None
+    return entry
+
+
+def _metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
+    return {k: metrics.get(k) for k in METRICS}
+
+
+def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellResult:
+    """Train and test one cell into ``out/<cell.folder>``; an error is recorded, not raised (an interruption is
+    raised: the benchmark stops and resumes later)."""
+    import torch
+
+    from ..config import load_config
+    from ..engine import Interrupted, run
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = os.path.join(out, cell.folder)
+    entry_path = folder + ".json"
+    previous = _read_entry(entry_path)
+    t0 = time.perf_counter()
+    try:
+        cfg = load_config(cell.config, list(cell.overrides))
+        # a cell killed mid-training left its checkpoint: continue it when it is the same cell
+        resume = bool(previous and previous["key"] == key and os.path.exists(os.path.join(folder, "checkpoint.pt")))
+        write_json(entry_path, {"key": key, "status": "running", "cell": cell.label})
+        try:
+            res = run(cfg, folder, resume=resume, overwrite=not resume, log=lambda s: None)
+        except Interrupted:
+            raise
+        except Exception:   # noqa: BLE001 - a checkpoint that cannot be continued: start the cell again
+            if not resume:
+                raise
+            res = run(cfg, folder, overwrite=True, log=lambda s: None)
+        result = CellResult(cell, "ok", _metrics(res.metrics or {}), time.perf_counter() - t0, False, folder)
+    except Interrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded in results.csv; the other cells go on
+        detail = f"{type(exc).__name__}: {exc}"
+        result = CellResult(cell, "error", dict.fromkeys(METRICS), time.perf_counter() - t0, False, folder,
+                            detail.replace("\n", " | "))
+    write_json(entry_path, {"key": key, "status": result.status, "cell": cell.label, "metrics": result.metrics,
+                            "seconds": result.seconds, "error": result.error})
+    return result
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _eta(done: list[float], remaining: int, jobs: int) -> str:
+    if not done or remaining == 0:
+        return "done" if remaining == 0 else "?"
+    seconds = sum(done) / len(done) * remaining / max(1, jobs)
+    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+
+
+def _line(result: CellResult, metric: str) -> str:
+    if result.status != "ok":
+        return f"FAILED: {result.error}"
+    value = result.metrics.get(metric)
+    return f"{metric} {value:.4f}" if isinstance(value, float) else "no metric"
+
+
+def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resume: bool = False,
+              log: Callable[[str], None] = print) -> tuple[list[CellResult], dict[str, Any]]:
+    """Check the suite's cells, then run those not cached; one progress line per cell. Returns every cell's
+    result (cached ones included, in the suite's order) and the session's speed."""
+    from ..config import load_config, to_dict
+
+    if jobs < 1:
+        raise BenchmarkError(f"--jobs: expected at least 1, got {jobs}")
+    cells_dir = os.path.join(out, "cells")
+    if os.path.isdir(cells_dir) and os.listdir(cells_dir) and not resume:
+        raise BenchmarkError(f"--out {out!r} already holds a benchmark; pass --resume to continue it (finished "
+                             "cells are skipped) or another --out")
+    check_cells(suite, cells)
+    ver = versions()
+    keys = [cache_key(to_dict(load_config(c.config, list(c.overrides))), ver) for c in cells]
+    entries = [_read_entry(os.path.join(out, c.folder) + ".json") for c in cells]   # all read before any runs
+    results: dict[int, CellResult] = {}
+    todo = []
+    for i, (cell, key, entry) in enumerate(zip(cells, keys, entries)):
+        if entry and entry["key"] == key and entry["status"] == "ok":
+            results[i] = CellResult(cell, "ok", {k: entry.get("metrics", {}).get(k) for k in METRICS},
+                                    float(entry.get("seconds", 0.0)), True, os.path.join(out, cell.folder))
+        else:
+            todo.append(i)
+    if results:
+        log(f"{len(results)} of {len(cells)} cells finished before (cached), {len(todo)} to run")
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    durations: list[float] = []
+    t0 = time.perf_counter()
+
+    def report(i: int, result: CellResult) -> None:
+        results[i] = result
+        durations.append(result.seconds)
+        n = len(durations)
+        log(f"[{n}/{len(todo)}] {result.cell.label}: {_line(result, suite.metric)} ({result.seconds:.0f} s); "
+            f"ETA {_eta(durations, len(todo) - n, jobs)}")
+
+    if jobs == 1:
+        for i in todo:
+            report(i, run_one(cells[i], out, keys[i]))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+            futures = {pool.submit(run_one, cells[i], out, keys[i], threads): i for i in todo}
+            for fut in cf.as_completed(futures):
+                report(futures[fut], fut.result())
+    wall = time.perf_counter() - t0
+    speed = {"cells_run": len(todo), "wall_seconds": wall, "jobs": jobs, "threads_per_job": threads,
+             "cells_per_hour": len(todo) / wall * 3600 if todo and wall > 0 else None}
+    return [results[i] for i in range(len(cells))], speed
+

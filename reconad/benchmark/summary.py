@@ -1,0 +1,259 @@
+"""A benchmark's outputs: ``results.csv`` (one row per cell), ``summary.md`` (method x dataset: mean +- std over
+seeds and the bootstrap interval; each method against the baseline, paired; per-class means; failed cells;
+cells/hour), ``summary.png`` (the same, plotted) and ``environment.json``. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_path, write_json, write_text
+from .runner import CellResult
+from .stats import Group, auroc_rows, bootstrap, interval, mean_std
+from .suite import METRICS, Suite
+
+__all__ = ["Summary", "load_groups", "summarise", "write_outputs", "write_results_csv"]
+
+COLUMNS = ["method", "dataset", "class", "seed", "status", *METRICS, "seconds", "cached", "run_dir", "error"]
+
+
+def write_results_csv(path: str, results: list[CellResult], out: str) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    for r in results:
+        w.writerow([r.cell.method, r.cell.dataset, "" if r.cell.cls is None else r.cell.cls, r.cell.seed, r.status,
+                    *("" if r.metrics.get(k) is None else f"{r.metrics[k]:.6f}" for k in METRICS),
+                    f"{r.seconds:.1f}", int(r.cached), os.path.relpath(r.run_dir, out), r.error])
+    write_text(path, buf.getvalue())
+
+
+def _read_scores(run_dir: str) -> dict[str, tuple[float, int]]:
+    path = os.path.join(run_dir, "scores.csv")
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {row["path"]: (float(row["score"]), int(row["label"])) for row in csv.DictReader(fh)
+                if row["label"] != ""}
+
+
+def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
+    """The finished cells' test scores (``scores.csv``), one :class:`Group` per dataset and class, the seeds of
+    a method stacked; a cell whose test images differ from its group's first cell's is left out (noted)."""
+    groups: dict[tuple[str, Any], Group] = {}
+    order: dict[tuple[str, Any], list[str]] = {}
+    seeds: dict[tuple[tuple[str, Any], str], list[np.ndarray]] = {}
+    notes = []
+    for r in results:
+        if r.status != "ok":
+            continue
+        gkey = (r.cell.dataset, r.cell.cls)
+        try:
+            scores = _read_scores(r.run_dir)
+        except (OSError, KeyError, ValueError) as exc:
+            notes.append(f"{r.cell.label}: scores.csv unreadable ({exc}); left out of the intervals")
+            continue
+        if gkey not in groups:
+            order[gkey] = sorted(scores)
+            groups[gkey] = Group(f"{r.cell.dataset}/{r.cell.cls}", np.array([scores[p][1] for p in order[gkey]]))
+        if sorted(scores) != order[gkey]:
+            notes.append(f"{r.cell.label}: its test images differ from the other runs of {groups[gkey].name}; left "
+                         "out of the intervals")
+            continue
+        seeds.setdefault((gkey, r.cell.method), []).append(np.array([scores[p][0] for p in order[gkey]]))
+    for (gkey, method), rows in seeds.items():
+        groups[gkey].runs[method] = np.stack(rows)
+    keep = [g for g in groups.values() if 0 < g.labels.sum() < len(g.labels)]
+    return keep, notes
+
+
+class Summary:
+    """The numbers behind summary.md and the plot, per method and dataset."""
+
+    def __init__(self, suite: Suite, results: list[CellResult], n_boot: int = 1000, seed: int = 0) -> None:
+        self.suite, self.results = suite, results
+        self.methods, self.datasets = list(suite.methods), list(suite.datasets)
+        self.stats: dict[tuple[str, str, str], tuple[float, float, int]] = {}   # (method, dataset, metric)
+        for m in self.methods:
+            for d in self.datasets:
+                for metric in METRICS:
+                    per_seed = self._per_seed(m, d, metric)
+                    if per_seed:
+                        self.stats[(m, d, metric)] = (*mean_std(per_seed), len(per_seed))
+        self.ci: dict[tuple[str, str], tuple[float, float]] = {}
+        self.paired: dict[tuple[str, str], tuple[float, float, float]] = {}
+        self.notes: list[str] = []
+        if suite.metric == "image_auroc":
+            self._bootstrap(n_boot, seed)
+
+    def _per_seed(self, method: str, dataset: str, metric: str) -> list[float]:
+        """Per seed, the mean over the dataset's classes (the seeds where every class finished)."""
+        by_seed: dict[int, list[float]] = {}
+        n_classes = len(self.classes(dataset))
+        for r in self.results:
+            c = r.cell
+            if c.method == method and c.dataset == dataset and r.status == "ok" and r.metrics.get(metric) is not None:
+                by_seed.setdefault(c.seed, []).append(float(r.metrics[metric]))
+        return [float(np.mean(v)) for v in by_seed.values() if len(v) == n_classes]
+
+    def _bootstrap(self, n_boot: int, seed: int) -> None:
+        groups, self.notes = load_groups(self.results)
+        reps = bootstrap(groups, n_boot, seed)
+        for d in self.datasets:
+            rows = [i for i, g in enumerate(groups) if g.name.split("/", 1)[0] == d]
+            for m in self.methods:
+                if m in reps and rows and not np.isnan(reps[m][rows]).all():
+                    self.ci[(m, d)] = interval(np.nanmean(reps[m][rows], axis=0))
+            base = self.suite.baseline
+            if base is None or base not in reps:
+                continue
+            for m in self.methods:
+                if m == base or m not in reps:
+                    continue
+                both = [i for i in rows if not np.isnan(reps[m][i]).any() and not np.isnan(reps[base][i]).any()]
+                if both:
+                    diff = (reps[m][both] - reps[base][both]).mean(0)
+                    point = float(np.mean([_auc_mean(groups[i], m) - _auc_mean(groups[i], base) for i in both]))
+                    self.paired[(m, d)] = (point, *interval(diff))
+
+    def classes(self, dataset: str) -> list[Any]:
+        """The dataset's classes this benchmark ran (--quick runs the first only)."""
+        return list(dict.fromkeys(r.cell.cls for r in self.results if r.cell.dataset == dataset))
+
+    def cell(self, method: str, dataset: str, metric: str) -> str:
+        s = self.stats.get((method, dataset, metric))
+        if s is None:
+            return "—"
+        text = f"{s[0]:.4f} ± {s[1]:.4f}"
+        ci = self.ci.get((method, dataset)) if metric == self.suite.metric else None
+        return text + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def _auc_mean(group: Group, method: str) -> float:
+    return float(auroc_rows(group.runs[method], group.labels).mean())
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, Any]) -> str:
+    suite, metric = s.suite, s.suite.metric
+    n_seeds = len({r.cell.seed for r in s.results})
+    lines = [f"# Benchmark {suite.name}", "", f"`{command}`", "",
+             f"{env['device_name']} ({env['device']}), torch {env['torch']}, commit {env['commit']}, "
+             f"{env['jobs']} job(s) x {env['threads_per_job']} thread(s).", ""]
+    if suite.description:
+        lines += [suite.description.strip(), ""]
+    lines += [f"## {metric}: mean ± std over {n_seeds} seed(s) [95 % bootstrap interval]", "",
+              "Each seed's value is the mean over the dataset's classes; the interval resamples the test images "
+              "(1000 stratified replicates, seeds pooled)." if metric == "image_auroc" else "", ""]
+    lines += _table(["method", *s.datasets], [[m, *(s.cell(m, d, metric) for d in s.datasets)] for m in s.methods])
+    if suite.baseline and s.paired:
+        lines += ["", f"## Paired against the baseline `{suite.baseline}`: difference in {metric} "
+                      "[95 % bootstrap interval]", "",
+                  "The same resampled test images for both methods; an interval that excludes 0 is a difference "
+                  "beyond the test set's noise.", ""]
+        rows = [[m, *(_diff(s.paired.get((m, d))) for d in s.datasets)] for m in s.methods if m != suite.baseline]
+        lines += _table(["method", *s.datasets], rows)
+    others = [k for k in METRICS if k != metric and any(key[2] == k for key in s.stats)]
+    for k in others:
+        lines += ["", f"## {k}: mean ± std over seeds", ""]
+        lines += _table(["method", *s.datasets], [[m, *(s.cell(m, d, k) for d in s.datasets)] for m in s.methods])
+    lines += _per_class(s)
+    failed = [r for r in s.results if r.status != "ok"]
+    if failed:
+        lines += ["", f"## Failed cells ({len(failed)})", ""] + [f"- {r.cell.label}: {r.error}" for r in failed]
+    if s.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in s.notes]
+    cph = speed.get("cells_per_hour")
+    lines += ["", "## Speed", "",
+              f"This session ran {speed['cells_run']} cell(s) in {speed['wall_seconds'] / 60:.1f} min"
+              + (f": {cph:.1f} cells/hour" if cph else "") + f" ({speed['jobs']} job(s) x "
+              f"{speed['threads_per_job']} thread(s)); {sum(r.cached for r in s.results)} cell(s) came from the "
+              f"cache. Training and testing time over all cells: {sum(r.seconds for r in s.results) / 3600:.2f} h.",
+              ""]
+    return "\n".join(lines)
+
+
+def _diff(v: tuple[float, float, float] | None) -> str:
+    return "—" if v is None else f"{v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]"
+
+
+def _per_class(s: Summary) -> list[str]:
+    """Per dataset with classes: method x class, the metric's mean over seeds."""
+    out = []
+    for d, entry in s.suite.datasets.items():
+        values = s.classes(d)
+        if len(values) < 2:
+            continue
+        rows = []
+        for m in s.methods:
+            vals = []
+            for v in values:
+                got = [r.metrics[s.suite.metric] for r in s.results if r.cell.method == m and r.cell.dataset == d
+                       and r.cell.cls == v and r.status == "ok" and r.metrics.get(s.suite.metric) is not None]
+                vals.append(f"{np.mean(got):.4f}" if got else "—")
+            rows.append([m, *vals])
+        out += ["", f"## {d}: {s.suite.metric} per {entry.key}, mean over seeds", ""]
+        out += _table(["method", *(str(v) for v in values)], rows)
+    return out
+
+
+def plot(s: Summary, path: str) -> None:
+    """Per dataset, each method's mean with its interval (or std); right, the paired differences."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = s.suite.metric
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / max(1, len(s.methods))
+    for j, m in enumerate(s.methods):
+        xs, ys, lo, hi = [], [], [], []
+        for i, d in enumerate(s.datasets):
+            st = s.stats.get((m, d, metric))
+            if st is None:
+                continue
+            ci = s.ci.get((m, d), (st[0] - st[1], st[0] + st[1]))
+            xs.append(i + j * width)
+            ys.append(st[0])
+            lo.append(st[0] - ci[0])
+            hi.append(ci[1] - st[0])
+        axes[0].bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=m)
+        if m != s.suite.baseline and s.paired:
+            pts = [(i + j * width, s.paired[(m, d)]) for i, d in enumerate(s.datasets) if (m, d) in s.paired]
+            if pts:
+                axes[1].errorbar([p[0] for p in pts], [p[1][0] for p in pts],
+                                 yerr=[[p[1][0] - p[1][1] for p in pts], [p[1][2] - p[1][0] for p in pts]],
+                                 fmt="o", capsize=3, label=m)
+    for ax in axes:
+        ax.set_xticks(range(len(s.datasets)), s.datasets)
+    axes[0].set_ylabel(metric)
+    axes[0].set_ylim(max(0.0, min([v[0] - v[1] for k, v in s.stats.items() if k[2] == metric] or [0.5]) - 0.05), 1.0)
+    axes[0].set_title(f"{metric}: mean, 95 % interval")
+    axes[0].legend(fontsize=7)
+    axes[1].axhline(0, color="grey", lw=1)
+    axes[1].set_title(f"minus baseline {s.suite.baseline or '(none)'}: paired, 95 % interval")
+    if s.paired:
+        axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(out: str, suite: Suite, results: list[CellResult], speed: dict[str, Any], command: str,
+                  env: dict[str, Any]) -> dict[str, str]:
+    files = {k: os.path.join(out, n) for k, n in (("results", "results.csv"), ("summary", "summary.md"),
+                                                  ("plot", "summary.png"), ("environment", "environment.json"))}
+    write_results_csv(files["results"], results, out)
+    s = Summary(suite, results)
+    write_text(files["summary"], summarise(s, speed, command, env))
+    plot(s, files["plot"])
+    write_json(files["environment"], {**env, "speed": speed})
+    return files
