@@ -1,0 +1,216 @@
+"""``reconad benchmark``: the quick suite end to end, resume, failed cells, determinism, the statistics against
+sklearn and a numpy loop, and bad suites (one clear error before any cell runs)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from reconad.benchmark import BenchmarkError, SuiteError, load_suite
+from reconad.benchmark.runner import CellResult, run_cells, run_one
+from reconad.benchmark.stats import Group, auroc_rows, bootstrap, interval, mean_std
+from reconad.benchmark.suite import parse_suite
+from reconad.benchmark.summary import Summary
+from reconad.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "benchmarks" / "suites" / "quick.yaml"
+DIGITS = str(ROOT / "configs" / "digits.yaml")
+TINY = {"train.steps": 2, "train.batch_size": 16, "test.report_images": 2, "model.encoder.channels": [8, 16],
+        "model.memory.slots": 20}
+
+
+def _suite(tmp_path: Path, **changes) -> Path:
+    """A one-dataset suite of tiny digits cells (16 px, 5 anomalies per class, 2 steps), written to a file."""
+    raw = {"name": "tiny", "baseline": "memae", "seeds": [0],
+           "methods": {"memae": {"config": DIGITS, "set": TINY}},
+           "datasets": {"digits": {"data": {"name": "digits", "image_size": 16, "anomalies_per_class": 5},
+                                   "classes": [0]}}}
+    raw.update(changes)
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    assert main(["benchmark", str(QUICK), "--out", str(out), "--quick", "--device", "cpu"]) == 0
+    rows = _rows(out)
+    assert [(r["method"], r["dataset"], r["status"]) for r in rows] == [
+        ("memae", "digits", "ok"), ("memae", "brick", "ok"), ("cae", "digits", "ok"), ("cae", "brick", "ok")]
+    for r in rows:       # each cell is an ordinary run folder, its metrics those of results.csv
+        metrics = json.loads((out / r["run_dir"] / "metrics.json").read_text())
+        assert float(r["image_auroc"]) == pytest.approx(metrics["image_auroc"], abs=1e-6)
+        assert (out / r["run_dir"] / "report.html").is_file()
+    assert rows[1]["aupro"] and not rows[0]["aupro"]          # pixel metrics where the dataset has masks
+    summary = (out / "summary.md").read_text()
+    assert "| memae |" in summary and "Paired against the baseline `memae`" in summary and "cells/hour" in summary
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    env = json.loads((out / "environment.json").read_text())
+    assert env["device"] == "cpu" and env["torch"] and env["commit"] and env["threads_per_job"] >= 1
+    assert len(capsys.readouterr().out.splitlines()) >= 4           # a progress line per cell
+
+    stamp = {r["run_dir"]: os.path.getmtime(out / r["run_dir"] / "checkpoint.pt") for r in rows}
+    assert main(["benchmark", str(QUICK), "--out", str(out), "--quick", "--device", "cpu"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["benchmark", str(QUICK), "--out", str(out), "--quick", "--device", "cpu", "--resume"]) == 0
+    assert "4 of 4 cells finished before (cached), 0 to run" in capsys.readouterr().out
+    assert {r["run_dir"]: os.path.getmtime(out / r["run_dir"] / "checkpoint.pt") for r in rows} == stamp
+    assert [r["cached"] for r in _rows(out)] == ["1"] * 4
+
+
+def test_failed_cell_is_recorded_the_rest_go_on_and_resume_reruns_failed_and_changed_cells(tmp_path: Path) -> None:
+    twostage = str(ROOT / "configs" / "twostage" / "twostage.yaml")   # 2 steps < its 8 pretraining epochs
+    suite = load_suite(str(_suite(tmp_path, methods={"broken": {"config": twostage, "set": TINY},
+                                                     "memae": {"config": DIGITS, "set": TINY}})))
+    lines: list[str] = []
+    results, _ = run_cells(suite, suite.cells(device="cpu"), str(tmp_path / "b"), log=lines.append)
+    assert [r.status for r in results] == ["error", "ok"]
+    assert "RunError" in results[0].error and "stage 1" in results[0].error
+    assert any("FAILED" in line and "broken" in line for line in lines)
+    results, _ = run_cells(suite, suite.cells(device="cpu"), str(tmp_path / "b"), resume=True, log=lines.append)
+    assert lines[-2] == "1 of 2 cells finished before (cached), 1 to run"        # the failed cell runs again
+    assert [r.cached for r in results] == [False, True]
+    suite.methods["memae"].overrides.append("train.lr=0.002")           # a new config: a new cache key
+    results, speed = run_cells(suite, suite.cells(device="cpu"), str(tmp_path / "b"), resume=True, log=lines.append)
+    assert [r.cached for r in results] == [False, False] and speed["cells_run"] == 2
+
+
+def test_same_cell_twice_on_cpu_gives_identical_metrics(tmp_path: Path) -> None:
+    suite = load_suite(str(_suite(tmp_path)))
+    cell = suite.cells(device="cpu")[0]
+    a, b = (run_one(cell, str(tmp_path / name), "k") for name in ("a", "b"))
+    assert a.status == b.status == "ok" and a.metrics == b.metrics
+    assert (Path(a.run_dir) / "scores.csv").read_bytes() == (Path(b.run_dir) / "scores.csv").read_bytes()
+
+
+# ---- statistics ---------------------------------------------------------------------------------------------
+
+def _reference_replicates(groups: list[tuple[np.ndarray, dict[str, np.ndarray]]], n_boot: int, seed: int):
+    """The bootstrap as a loop: the same draws, sklearn's AUROC per resample and seed."""
+    rng = np.random.default_rng(seed)
+    methods = sorted({m for _, runs in groups for m in runs})
+    out = {m: np.full((len(groups), n_boot), np.nan) for m in methods}
+    for gi, (labels, runs) in enumerate(groups):
+        normal, anomalous = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+        d0 = rng.integers(0, len(normal), (n_boot, len(normal)))
+        d1 = rng.integers(0, len(anomalous), (n_boot, len(anomalous)))
+        for m, seeds in runs.items():
+            for b in range(n_boot):
+                idx = np.r_[normal[d0[b]], anomalous[d1[b]]]
+                out[m][gi, b] = np.mean([roc_auc_score(labels[idx], s[idx]) for s in seeds])
+    return out
+
+
+def _fake_groups(rng: np.random.Generator) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    groups = []
+    for n0, n1 in ((30, 50), (25, 40)):
+        labels = rng.permutation(np.r_[np.zeros(n0, int), np.ones(n1, int)])
+        runs = {m: np.round(rng.normal(size=(2, n0 + n1)) + shift * labels, 1)       # rounded: ties
+                for m, shift in (("a", 1.0), ("b", 0.5))}
+        groups.append((labels, runs))
+    return groups
+
+
+def test_auroc_rows_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = np.round(rng.normal(size=(5, 200)) + labels, 1)
+    np.testing.assert_allclose(auroc_rows(scores, labels), [roc_auc_score(labels, s) for s in scores], atol=1e-12)
+    with pytest.raises(ValueError, match="normal and anomalous"):
+        auroc_rows(scores, np.ones(200, int))
+
+
+def test_bootstrap_matches_a_loop_over_sklearn() -> None:
+    groups = _fake_groups(np.random.default_rng(1))
+    got = bootstrap([Group(str(i), lab, runs) for i, (lab, runs) in enumerate(groups)], n_boot=40, seed=7, chunk=16)
+    want = _reference_replicates(groups, 40, 7)
+    for m in ("a", "b"):
+        np.testing.assert_allclose(got[m], want[m], atol=1e-12)
+    reps = want["a"].mean(0)
+    assert interval(reps) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
+    assert mean_std([1.0, 2.0, 4.0]) == pytest.approx((np.mean([1, 2, 4]), np.std([1, 2, 4], ddof=1)))
+    assert mean_std([0.5]) == (0.5, 0.0)
+
+
+def test_summary_intervals_and_paired_difference_from_scores_files(tmp_path: Path) -> None:
+    groups = _fake_groups(np.random.default_rng(2))
+    suite = parse_suite({"baseline": "b", "seeds": [0, 1], "methods": {"a": DIGITS, "b": DIGITS},
+                         "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1]}}},
+                        str(tmp_path / "s.yaml"))
+    cells = {(c.method, c.cls, c.seed): c for c in suite.cells()}
+    results = []
+    for cls, (labels, runs) in enumerate(groups):
+        for m, seeds in runs.items():
+            for seed, scores in enumerate(seeds):
+                folder = tmp_path / m / str(cls) / str(seed)
+                folder.mkdir(parents=True)
+                order = np.random.default_rng(seed).permutation(len(labels))    # the file's row order is free
+                with open(folder / "scores.csv", "w", newline="") as fh:
+                    w = csv.writer(fh)
+                    w.writerow(["path", "score", "label"])
+                    w.writerows([f"img{i:03d}", repr(float(scores[i])), int(labels[i])] for i in order)
+                results.append(CellResult(cells[(m, cls, seed)], "ok",
+                                          {"image_auroc": roc_auc_score(labels, scores)}, 1.0, False, str(folder)))
+    s = Summary(suite, results, n_boot=60, seed=5)
+    reps = _reference_replicates(groups, 60, 5)
+    for m in ("a", "b"):
+        per_seed = [np.mean([roc_auc_score(lab, runs[m][seed]) for lab, runs in groups]) for seed in (0, 1)]
+        mean, std, n = s.stats[(m, "digits", "image_auroc")]
+        assert (mean, std, n) == pytest.approx((np.mean(per_seed), np.std(per_seed, ddof=1), 2))
+        assert s.ci[(m, "digits")] == pytest.approx(tuple(np.percentile(reps[m].mean(0), [2.5, 97.5])))
+    point = np.mean([np.mean([roc_auc_score(lab, s_) for s_ in runs["a"]])
+                     - np.mean([roc_auc_score(lab, s_) for s_ in runs["b"]]) for lab, runs in groups])
+    diff = (reps["a"] - reps["b"]).mean(0)
+    assert s.paired[("a", "digits")] == pytest.approx((point, *np.percentile(diff, [2.5, 97.5])))
+    assert ("b", "digits") not in s.paired
+
+
+# ---- bad input ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, message", [
+    ({"baseline": "memea"}, r"baseline: unknown method 'memea'; did you mean 'memae'\?"),
+    ({"datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 12]}}},
+     r"datasets.digits.classes: digits has no class 12 \(its classes: 0..9\)"),
+    ({"datasets": {"t": {"data": {"name": "textures"}, "categories": ["brik"]}}},
+     r"datasets.t.categories: textures has no category 'brik'; did you mean 'brick'\?"),
+    ({"methods": {"memae": {"config": "nowhere.yaml"}}}, r"methods.memae.config: config file 'nowhere.yaml' not found"),
+    ({"methods": {"memae": {"config": DIGITS, "sett": {}}}}, r"methods.memae.sett: unknown key; did you mean 'set'\?"),
+    ({"seeds": "many"}, r"seeds: expected a list of ints"),
+    ({"metric": "auroc"}, r"metric: expected one of image_auroc, pixel_auroc, aupro"),
+])
+def test_bad_suites_name_the_key(tmp_path: Path, changes: dict, message: str) -> None:
+    with pytest.raises(SuiteError, match=message):
+        load_suite(str(_suite(tmp_path, **changes)))
+
+
+def test_unknown_dataset_and_bad_key_fail_before_any_cell(tmp_path: Path, capsys) -> None:
+    path = _suite(tmp_path, datasets={"d": {"data": {"name": "digts"}, "classes": [0]}})
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "b")]) == 2
+    assert "unknown dataset 'digts'; did you mean 'digits'?" in capsys.readouterr().err
+    path = _suite(tmp_path, methods={"memae": {"config": DIGITS, "set": {"train.epoks": 2}}})
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "b")]) == 2
+    assert "train.epoks: unknown key; did you mean 'epochs'?" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_unreadable_cache_fails_before_any_cell(tmp_path: Path) -> None:
+    suite = load_suite(str(_suite(tmp_path, seeds=[0, 1])))
+    cells = suite.cells(device="cpu")
+    entry = tmp_path / "b" / (cells[1].folder + ".json")
+    entry.parent.mkdir(parents=True)
+    entry.write_text("{not json")
+    with pytest.raises(BenchmarkError, match=r"unreadable cache entry .*seed1\.json.*delete it"):
+        run_cells(suite, cells, str(tmp_path / "b"), resume=True, log=lambda s: None)
+    assert not (tmp_path / "b" / cells[0].folder).exists()
