@@ -213,6 +213,7 @@ def plot(s: Summary, path: str) -> None:
     metric = s.suite.metric
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(1, len(s.methods))
+    bottoms: list[float] = []
     for j, m in enumerate(s.methods):
         xs, ys, lo, hi = [], [], [], []
         for i, d in enumerate(s.datasets):
@@ -225,16 +226,20 @@ def plot(s: Summary, path: str) -> None:
             lo.append(st[0] - ci[0])
             hi.append(ci[1] - st[0])
         axes[0].bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=m)
-        if m != s.suite.baseline and s.paired:
-            pts = [(i + j * width, s.paired[(m, d)]) for i, d in enumerate(s.datasets) if (m, d) in s.paired]
-            if pts:
-                axes[1].errorbar([p[0] for p in pts], [p[1][0] for p in pts],
-                                 yerr=[[p[1][0] - p[1][1] for p in pts], [p[1][2] - p[1][0] for p in pts]],
-                                 fmt="o", capsize=3, label=m)
-    for ax in axes:
-        ax.set_xticks(range(len(s.datasets)), s.datasets)
+        bottoms += [y - e for y, e in zip(ys, lo)]
+    others = [m for m in s.methods if m != s.suite.baseline]
+    for k, m in enumerate(others):     # the paired differences, the methods side by side around each dataset
+        pts = [(i + (k - (len(others) - 1) / 2) * 0.8 / max(1, len(others)), s.paired[(m, d)])
+               for i, d in enumerate(s.datasets) if (m, d) in s.paired]
+        if pts:
+            axes[1].errorbar([p[0] for p in pts], [p[1][0] for p in pts],
+                             yerr=[[p[1][0] - p[1][1] for p in pts], [p[1][2] - p[1][0] for p in pts]],
+                             fmt="o", capsize=3, label=m)
+    axes[0].set_xticks([i + (len(s.methods) - 1) * width / 2 for i in range(len(s.datasets))], s.datasets)
+    axes[1].set_xticks(range(len(s.datasets)), s.datasets)
+    axes[1].set_xlim(-0.5, len(s.datasets) - 0.5)
     axes[0].set_ylabel(metric)
-    axes[0].set_ylim(max(0.0, min([v[0] - v[1] for k, v in s.stats.items() if k[2] == metric] or [0.5]) - 0.05), 1.0)
+    axes[0].set_ylim(max(0.0, min(bottoms, default=0.5) - 0.05), 1.0)
     axes[0].set_title(f"{metric}: mean, 95 % interval")
     axes[0].legend(fontsize=7)
     axes[1].axhline(0, color="grey", lw=1)
