@@ -148,9 +148,11 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
              f"{env['jobs']} job(s) x {env['threads_per_job']} thread(s).", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
-    lines += [f"## {metric}: mean ± std over {n_seeds} seed(s) [95 % bootstrap interval]", "",
-              "Each seed's value is the mean over the dataset's classes; the interval resamples the test images "
-              "(1000 stratified replicates, seeds pooled)." if metric == "image_auroc" else "", ""]
+    boot = metric == "image_auroc"
+    lines += [f"## {metric}: mean ± std over {n_seeds} seed(s)" + (" [95 % bootstrap interval]" if boot else ""), "",
+              "Each seed's value is the mean over the dataset's classes" + ("; the interval resamples the test "
+              "images (1000 stratified replicates, seeds pooled)." if boot else " (intervals and the paired "
+              "comparison are computed for image_auroc only)."), ""]
     lines += _table(["method", *s.datasets], [[m, *(s.cell(m, d, metric) for d in s.datasets)] for m in s.methods])
     if suite.baseline and s.paired:
         lines += ["", f"## Paired against the baseline `{suite.baseline}`: difference in {metric} "
