@@ -22,8 +22,8 @@ from reconad.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "benchmarks" / "suites" / "quick.yaml"
 DIGITS = str(ROOT / "configs" / "digits.yaml")
-TINY = {"train.steps": 2, "train.batch_size": 16, "test.report_images": 2, "model.encoder.channels": [8, 16],
-        "model.memory.slots": 20}
+STEPS = {"train.steps": 2, "train.batch_size": 16, "test.report_images": 2}
+TINY = {**STEPS, "model.encoder.channels": [8, 16], "model.memory.slots": 20}     # configs/digits.yaml, smaller
 
 
 def _suite(tmp_path: Path, **changes) -> Path:
@@ -72,7 +72,7 @@ def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, cap
 
 def test_failed_cell_is_recorded_the_rest_go_on_and_resume_reruns_failed_and_changed_cells(tmp_path: Path) -> None:
     twostage = str(ROOT / "configs" / "twostage" / "twostage.yaml")   # 2 steps < its 8 pretraining epochs
-    suite = load_suite(str(_suite(tmp_path, methods={"broken": {"config": twostage, "set": TINY},
+    suite = load_suite(str(_suite(tmp_path, methods={"broken": {"config": twostage, "set": STEPS},
                                                      "memae": {"config": DIGITS, "set": TINY}})))
     lines: list[str] = []
     results, _ = run_cells(suite, suite.cells(device="cpu"), str(tmp_path / "b"), log=lines.append)
