@@ -54,6 +54,7 @@ def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, cap
         assert float(r["image_auroc"]) == pytest.approx(metrics["image_auroc"], abs=1e-6)
         assert (out / r["run_dir"] / "report.html").is_file()
     assert rows[1]["aupro"] and not rows[0]["aupro"]          # pixel metrics where the dataset has masks
+    assert rows[0]["scorers"] == f"l2:{float(rows[0]['image_auroc']):.6f}"     # every scorer's image AUROC
     summary = (out / "summary.md").read_text()
     assert "| memae |" in summary and "Paired against the baseline `memae`" in summary and "cells/hour" in summary
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

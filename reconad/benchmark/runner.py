@@ -34,7 +34,7 @@ class BenchmarkError(RuntimeError):
 class CellResult:
     cell: Cell
     status: str                       # ok | error
-    metrics: dict[str, float | None]
+    metrics: dict[str, Any]           # METRICS' values, and "scorers": {name: image AUROC}
     seconds: float
     cached: bool
     run_dir: str
@@ -96,8 +96,10 @@ def _read_entry(path: str) -> dict[str, Any] | None:
     return entry
 
 
-def _metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
-    return {k: metrics.get(k) for k in METRICS}
+def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The suite's metrics, and every scorer's image AUROC under ``scorers`` (two-stage's decoders, OLED's parts)."""
+    scorers = {name: entry.get("image_auroc") for name, entry in (metrics.get("scorers") or {}).items()}
+    return {**{k: metrics.get(k) for k in METRICS}, "scorers": scorers}
 
 
 def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellResult:
@@ -179,7 +181,7 @@ def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resum
     todo = []
     for i, (cell, key, entry) in enumerate(zip(cells, keys, entries)):
         if entry and entry["key"] == key and entry["status"] == "ok":
-            results[i] = CellResult(cell, "ok", {k: entry.get("metrics", {}).get(k) for k in METRICS},
+            results[i] = CellResult(cell, "ok", dict(entry.get("metrics") or {}),
                                     float(entry.get("seconds", 0.0)), True, os.path.join(out, cell.folder))
         else:
             todo.append(i)

@@ -18,7 +18,8 @@ from .suite import METRICS, Suite
 
 __all__ = ["Summary", "load_groups", "summarise", "write_outputs", "write_results_csv"]
 
-COLUMNS = ["method", "dataset", "class", "seed", "status", *METRICS, "seconds", "cached", "run_dir", "error"]
+COLUMNS = ["method", "dataset", "class", "seed", "status", *METRICS, "scorers", "seconds", "cached", "run_dir",
+           "error"]
 
 
 def write_results_csv(path: str, results: list[CellResult], out: str) -> None:
@@ -28,6 +29,7 @@ def write_results_csv(path: str, results: list[CellResult], out: str) -> None:
     for r in results:
         w.writerow([r.cell.method, r.cell.dataset, "" if r.cell.cls is None else r.cell.cls, r.cell.seed, r.status,
                     *("" if r.metrics.get(k) is None else f"{r.metrics[k]:.6f}" for k in METRICS),
+                    " ".join(f"{n}:{v:.6f}" for n, v in (r.metrics.get("scorers") or {}).items() if v is not None),
                     f"{r.seconds:.1f}", int(r.cached), os.path.relpath(r.run_dir, out), r.error])
     write_text(path, buf.getvalue())
 
@@ -165,6 +167,7 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
     for k in others:
         lines += ["", f"## {k}: mean ± std over seeds", ""]
         lines += _table(["method", *s.datasets], [[m, *(s.cell(m, d, k) for d in s.datasets)] for m in s.methods])
+    lines += _per_scorer(s)
     lines += _per_class(s)
     failed = [r for r in s.results if r.status != "ok"]
     if failed:
@@ -183,6 +186,25 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
 
 def _diff(v: tuple[float, float, float] | None) -> str:
     return "—" if v is None else f"{v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]"
+
+
+def _per_scorer(s: Summary) -> list[str]:
+    """Methods with several scorers: each scorer's image AUROC, the mean over the dataset's cells."""
+    rows = []
+    for m in s.methods:
+        names = list(dict.fromkeys(n for r in s.results if r.cell.method == m and r.status == "ok"
+                                   for n in (r.metrics.get("scorers") or {})))
+        for n in names if len(names) > 1 else []:
+            vals = []
+            for d in s.datasets:
+                got = [r.metrics["scorers"][n] for r in s.results if r.cell.method == m and r.cell.dataset == d
+                       and r.status == "ok" and (r.metrics.get("scorers") or {}).get(n) is not None]
+                vals.append(f"{np.mean(got):.4f}" if got else "—")
+            rows.append([f"{m} / {n}", *vals])
+    if not rows:
+        return []
+    return ["", "## image_auroc of each scorer (the first is the method's score), mean over classes and seeds", "",
+            *_table(["method / scorer", *s.datasets], rows)]
 
 
 def _per_class(s: Summary) -> list[str]:
