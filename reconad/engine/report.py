@@ -306,6 +306,11 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
                 f"This value is fixed by the scorer itself, the method's own rule (its paper's gamma on scores "
                 f"min-max normalised over the scored set; see the plugin's README), not chosen on held-out "
                 f"images; the scorer's options give the label-free held-out threshold instead.")
+    elif calibration.get("n_validation") is not None:
+        text = (f"An image is flagged anomalous when its <code>{name}</code> score is above <b>{t:.4g}</b>: the "
+                f"threshold of the best F1 on the dataset's labelled validation split "
+                f"({calibration['n_validation']} images, never trained on, not the test set). It depends on the "
+                f"anomalies that split holds; no false-alarm rate is promised.")
     elif calibration.get("alpha") is not None:
         a, n = calibration["alpha"], calibration.get("n_holdout")
         text = (f"An image is flagged anomalous when its <code>{name}</code> score is above <b>{t:.4g}</b>: the "
@@ -318,8 +323,12 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
                 f"{q:g} quantile of the scores of {n} held-out normal images, never trained on; the test "
                 f"labels are never used. On normal images like them, expect about {100 * (1 - q):.2g}% to be "
                 f"flagged (false alarms).")
-    p = calibration.get("pixel_threshold")
-    if p is not None:
+    p, area = calibration.get("pixel_threshold"), calibration.get("pixel_rule", {}).get("min_area")
+    if p is not None and area is not None:
+        text += (f" A pixel counts as anomalous when its anomaly-map value is above <b>{p:.4g}</b> in a connected "
+                 f"region of more than {area} such pixels: the lowest value at which no held-out normal image "
+                 f"has such a region (the white outline on the maps below marks every pixel above it).")
+    elif p is not None:
         text += (f" A pixel counts as anomalous when its anomaly-map value is above <b>{p:.4g}</b>, a quantile "
                  f"of the held-out normal images' pixel values: the white outline on the maps below.")
     return f"<p>{text}</p>"
