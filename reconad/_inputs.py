@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .data.base import DataError, DatasetSplits, TensorImageDataset, holdout_count, resize_images, to_channels
+from ._imagefiles import GREY_MODES, DataError, image_names
+from .data.base import DatasetSplits, TensorImageDataset, holdout_count, resize_images, to_channels
 
 __all__ = ["Images", "as_images", "is_mvtec_folder", "split_normals"]
 
@@ -123,7 +124,7 @@ def _from_tensor(t: torch.Tensor, what: str | None = None, checked: bool = False
 def _from_paths(paths: list[str], what: str) -> Images:
     from PIL import Image
 
-    from .data.folder import _GREY_MODES, read_image
+    from .data.folder import read_image
 
     sizes: dict[tuple[int, int], str] = {}
     modes: set[str] = set()
@@ -142,7 +143,7 @@ def _from_paths(paths: list[str], what: str) -> Images:
             raise DataError(f"X: images of mixed sizes: {p1} is {s1[0]}x{s1[1]} but {p2} is {s2[0]}x{s2[1]}; "
                             "every image of X must have one size (resize them first, or score them separately)")
     (w, h), = sizes
-    channels = 1 if modes <= _GREY_MODES else 3
+    channels = 1 if modes <= GREY_MODES else 3
     return Images(len(paths), h, w, channels, lambda i, ch: read_image(paths[i], ch), list(paths), what,
                   convertible=True)
 
@@ -190,8 +191,6 @@ def as_images(x: object) -> Images:
     if x is None:
         raise DataError(f"X is None: expected {EXPECTED}")
     if isinstance(x, (str, os.PathLike)):
-        from .engine.predict import image_names
-
         if not os.path.exists(x):
             raise DataError(f"X: {os.fspath(x)!r} does not exist (expected a folder of images or an image file)")
         paths = [path for path, _ in image_names([os.fspath(x)])]
