@@ -4,17 +4,19 @@ reconad._inputs, reconad.engine.predict) and the ONNX Runtime inferencer (recona
 read and write images identically; nothing here imports torch."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from .io import atomic_path, atomic_write
+from .io import atomic_path, atomic_write, write_text
 
-__all__ = ["GREY_MODES", "DataError", "conversion_notes", "file_channels", "heat_overlay", "heatmap_path",
-           "image_extensions", "image_names", "read_array", "save_png", "to_channels_array", "to_rgb", "write_score_rows"]
+__all__ = ["GREY_MODES", "DataError", "array_images", "check_any_read", "check_values", "conversion_notes", "file_channels", "heat_overlay", "heatmap_path", "heatmaps_folder",
+           "image_extensions", "image_names", "read_array", "read_or_skip", "save_png", "to_channels_array", "to_rgb", "write_predictions", "write_score_rows"]
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}     # 16-bit grey (Pillow opens it as I or I;16)
@@ -83,6 +85,45 @@ def read_array(path: str | Path, channels: int) -> np.ndarray:
     return np.ascontiguousarray(to_channels_array(arr[None], channels)[0])
 
 
+def check_values(a: np.ndarray, what: str) -> None:
+    """Floats must be finite and in [0, 1]; the error names how many are not and where the first is."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        first = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise DataError(f"{what}: {int(bad.sum())} value(s) are NaN or inf (the first at index {first}); "
+                        "images must be finite")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0.0 or hi > 1.0:
+        raise DataError(f"{what}: float images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; divide "
+                        "8-bit images by 255 or pass them as uint8")
+
+
+def array_images(x: np.ndarray) -> tuple[np.ndarray, str]:
+    """A numpy X, (N, H, W) or (N, H, W, C) of uint8 or floats in [0, 1] -> ((N, C, H, W) float32 in [0, 1],
+    its description for messages); anything else is a ``DataError`` naming the shape and what was expected."""
+    what = f"numpy array {tuple(x.shape)} {x.dtype}"
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+        hint = ""
+        if x.ndim == 2:
+            hint = "; one image? pass X[None]"
+        elif x.ndim == 4 and x.shape[1] in (1, 3):
+            hint = "; channels first? pass X.transpose(0, 2, 3, 1)"
+        raise DataError(f"X: expected images (N, H, W) or (N, H, W, C) with C = 1 or 3, got a {what}{hint}")
+    if x.shape[0] == 0:
+        raise DataError(f"X is empty ({what}): expected at least one image")
+    if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.floating):
+        check_values(x, f"X ({what})")        # before reshaping: the index is in X's own coordinates
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.dtype == np.uint8:
+        arr = x.astype(np.float32) / np.float32(255.0)
+    elif np.issubdtype(x.dtype, np.floating):
+        arr = x.astype(np.float32)
+    else:
+        raise DataError(f"X: expected uint8 images or floats in [0, 1], got dtype {x.dtype} ({what})")
+    return np.ascontiguousarray(arr.transpose(0, 3, 1, 2)), what
+
+
 def file_channels(path: str | Path) -> int:
     """1 for a grey image file, 3 for colour (from the header)."""
     from PIL import Image
@@ -99,6 +140,51 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     img = np.clip(image, 0, 1)
     img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
     return img.transpose(1, 2, 0)
+
+
+@contextlib.contextmanager
+def heatmaps_folder(out_dir: str) -> Iterator[str]:
+    """``out_dir/heatmaps``, created; a failed predict that made it removes it again (no half-filled folder)."""
+    heat_dir = os.path.join(out_dir, "heatmaps")
+    made = not os.path.isdir(heat_dir)
+    os.makedirs(heat_dir, exist_ok=True)
+    try:
+        yield heat_dir
+    except BaseException:
+        if made:
+            shutil.rmtree(heat_dir, ignore_errors=True)
+        raise
+
+
+def read_or_skip(path: str, channels: int, skip_bad: bool, skipped: list[str]) -> tuple[np.ndarray, int] | None:
+    """``(image (channels, H, W), the file's own channels)``; an unreadable file is a ``DataError`` naming it,
+    or with ``skip_bad`` None and ``"path: reason"`` added to ``skipped``."""
+    try:
+        return read_array(path, channels), file_channels(path)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure: name the file
+        if not skip_bad:
+            raise DataError(f"cannot read image {path}: {exc}; fix or remove it, or pass --skip-bad") from exc
+        skipped.append(f"{path}: {exc}")
+        return None
+
+
+def check_any_read(n_found: int, kept: list[str], skipped: list[str]) -> None:
+    """None of the ``n_found`` images readable (all skipped) is a ``DataError`` naming the first reasons."""
+    if not kept:
+        raise DataError(f"none of the {n_found} image(s) could be read: {'; '.join(skipped[:3])}")
+
+
+def write_predictions(out_dir: str, heat_dir: str, names: list[str], scores: dict[str, np.ndarray],
+                      predicted: np.ndarray | None, skipped: list[str]) -> dict[str, str]:
+    """scores.csv (and skipped.txt when files were skipped) in ``out_dir``: the files ``reconad predict``
+    reports, by name."""
+    csv_path = os.path.join(out_dir, "scores.csv")
+    write_score_rows(csv_path, names, scores, predicted)
+    files = {"scores": csv_path, "heatmaps": heat_dir}
+    if skipped:
+        files["skipped"] = os.path.join(out_dir, "skipped.txt")
+        write_text(files["skipped"], "\n".join(skipped) + "\n")
+    return files
 
 
 def heat_overlay(image: np.ndarray, heat: np.ndarray, vmax: float, alpha: float = 0.5) -> np.ndarray:

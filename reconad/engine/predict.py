@@ -3,22 +3,17 @@ resolution (the model's map upsampled), each image named by its path relative to
 (its heatmap at the same relative path under ``heatmaps/``, as a PNG)."""
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._imagefiles import DataError, conversion_notes, file_channels, heat_overlay, heatmap_path, image_names, \
-    save_png
+from .._imagefiles import DataError, check_any_read, conversion_notes, heat_overlay, heatmap_path, heatmaps_folder, \
+    image_names, read_or_skip, save_png, write_predictions
 from ..data.base import resize_images
-from ..data.folder import read_image
-from ..io import write_text
 from ..model import ReconModel
-from .evaluate import ScoreSet, batch_scores, check_finite, finalize_scores
-from .report import write_scores_csv
+from .evaluate import batch_scores, check_finite, finalize_scores
 
 __all__ = ["image_names", "predict_images"]
 
@@ -39,16 +34,9 @@ def predict_images(model: ReconModel, inputs: list[str], out_dir: str, *, channe
         raise DataError(f"--tile-overlap: expected a fraction of a tile in [0, 1), got {overlap}")
     found = image_names(inputs)
     model.eval()
-    heat_dir = os.path.join(out_dir, "heatmaps")
-    made = not os.path.isdir(heat_dir)
-    os.makedirs(heat_dir, exist_ok=True)
-    try:
+    with heatmaps_folder(out_dir) as heat_dir:
         return _predict(model, found, out_dir, heat_dir, channels, image_size, calibration, device, skip_bad,
                         batch_size, log, tile, overlap)
-    except BaseException:
-        if made:   # a failed predict leaves no half-filled heatmaps folder
-            shutil.rmtree(heat_dir, ignore_errors=True)
-        raise
 
 
 def _windows(image: torch.Tensor, tile: int | None, overlap: float) -> list[tuple[int, int, int, int]]:
@@ -84,14 +72,10 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
     for start in range(0, len(found), batch_size):
         originals, names = [], []
         for path, name in found[start:start + batch_size]:
-            try:
-                image = read_image(path, channels)
-                source = file_channels(path)
-            except Exception as exc:  # noqa: BLE001 - any decoder failure: name the file
-                if not skip_bad:
-                    raise DataError(f"cannot read image {path}: {exc}; fix or remove it, or pass --skip-bad") from exc
-                skipped.append(f"{path}: {exc}")
+            read = read_or_skip(path, channels, skip_bad, skipped)
+            if read is None:
                 continue
+            image, source = torch.from_numpy(read[0]), read[1]
             if source != channels:
                 converted.append(name)
             if image.shape[-1] != image.shape[-2] and (tile is None or min(image.shape[-2:]) < tile):
@@ -129,18 +113,10 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
                     count[y:y + h, x_:x_ + w] += 1
                 heat = (total / count).numpy()
                 save_png(heatmap_path(heat_dir, name, used), heat_overlay(image.numpy(), heat, vmax))
-    if not kept:
-        raise DataError(f"none of the {len(found)} image(s) could be read: {'; '.join(skipped[:3])}")
+    check_any_read(len(found), kept, skipped)
     for note in conversion_notes(converted, squeezed, len(kept), channels, image_size, tile_hint=not tile):
         log(note)
     final = finalize_scores(model, {n: np.asarray(v, dtype=np.float64) for n, v in image_scores.items()}, parts_of)
-    scores = ScoreSet(list(final), final, None,
-                      np.full(len(kept), -1, np.int64), None, kept, [""] * len(kept))
-    csv_path = os.path.join(out_dir, "scores.csv")
-    write_scores_csv(csv_path, scores, calibration.get("threshold"))
-    files = {"scores": csv_path, "heatmaps": heat_dir}
-    if skipped:
-        skipped_path = os.path.join(out_dir, "skipped.txt")
-        write_text(skipped_path, "\n".join(skipped) + "\n")
-        files["skipped"] = skipped_path
-    return files
+    threshold = calibration.get("threshold")
+    predicted = None if threshold is None else final[next(iter(final))] > threshold
+    return write_predictions(out_dir, heat_dir, kept, final, predicted, skipped)
