@@ -1,4 +1,6 @@
-"""``reconad.deploy``: export to ONNX (work in progress, issue #24)."""
+"""``reconad.deploy``: export a fitted detector to ONNX with proven parity (docs/deploy.md)."""
 from __future__ import annotations
 
-__all__: list[str] = []
+from .export import ExportError, ExportReport, export_onnx
+
+__all__ = ["ExportError", "ExportReport", "export_onnx"]
