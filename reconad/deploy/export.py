@@ -23,6 +23,7 @@ from torch import nn
 
 from .. import __version__
 from ..config import to_dict
+from ..data.base import resize_images
 from ..engine.runtime import RunError
 from ..io import atomic_path, write_json
 from .onnx_ops import MIN_OPSET, translation_table
@@ -151,7 +152,7 @@ def _seeded(seed: int) -> Iterator[None]:
 
 def _check_deterministic(det: Detector, x: torch.Tensor) -> None:
     """A component that draws at evaluation (a random masker with ``at_eval``) has no fixed graph: refused."""
-    model = det.model_
+    model, x = det.model_, resize_images(x, det.image_size_)
     runs = []
     for seed in (0, 1):
         with _seeded(seed), torch.no_grad():
@@ -180,7 +181,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _blame(det: Detector, x: torch.Tensor) -> str | None:
     """The first component that ``torch.export`` cannot trace on its own (None when each can)."""
-    model, names = det.model_, _component_names(det)
+    model, names, x = det.model_, _component_names(det), resize_images(x, det.image_size_)
     parts = [(k, getattr(model, k)) for k in ("masker", "encoder", "memory", "decoder") if getattr(model, k) is not None]
     parts += [(f"scorer{i}", s) for i, s in enumerate(model.scorers)]
     seen: dict[str, tuple] = {}
@@ -350,7 +351,7 @@ def export_onnx(detector: Detector, path: str | os.PathLike, *, opset: int = MIN
     detector._check_fitted("export")
     path = os.fspath(path)
     if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1):
-        raise ValueError(f"export_onnx: tolerance must be in (0, 1) (relative to the largest score), got {tolerance!r}")
+        raise ExportError(f"export_onnx: tolerance must be in (0, 1) (relative to the largest score), got {tolerance!r}")
     map_index = _check_exportable(detector, opset)
     groups, where = _sample(detector, sample)
     model = detector.model_.eval()
