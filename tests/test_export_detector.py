@@ -22,6 +22,7 @@ from reconad.cli import main  # noqa: E402
 from reconad.deploy import ExportError, export_onnx  # noqa: E402
 from reconad.deploy import export as export_module  # noqa: E402
 from reconad.engine import CheckpointError  # noqa: E402
+from reconad.thresholds import Fixed  # noqa: E402
 
 META = {"reconad_version", "method", "config", "threshold", "image_size", "channels", "resize", "plugins", "format"}
 # configs whose export is refused, with the refusal's words: random blocks hidden at evaluation too
@@ -82,7 +83,7 @@ def test_every_image_method_exports_with_parity(name, tmp_path):
 def fitted() -> Detector:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Detector("memae", **TINY, **{"data.holdout_fraction": 0.5}).fit(patches((0, 128), 64))
+        return Detector("memae", **{**TINY, "data.holdout_fraction": 0.5}).fit(patches((0, 128), 64))
 
 
 def test_contract_inputs_outputs_and_report(fitted, tmp_path):
@@ -151,10 +152,14 @@ class _Branchy(torch.nn.Module):
         return out if float(out.mean()) > -1.0 else -out
 
 
-def test_refuses_an_untraceable_component_by_name(fitted, tmp_path, monkeypatch):
-    monkeypatch.setattr(fitted.model_, "decoder", _Branchy(fitted.model_.decoder))
-    with pytest.raises(ExportError, match=r"cannot trace decoder 'conv' \(_Branchy\)"):
-        fitted.export(tmp_path / "m.onnx")
+def test_refuses_an_untraceable_component_by_name(fitted, tmp_path):
+    decoder = fitted.model_.decoder
+    fitted.model_.decoder = _Branchy(decoder)
+    try:
+        with pytest.raises(ExportError, match=r"cannot trace decoder 'conv' \(_Branchy\)"):
+            fitted.export(tmp_path / "m.onnx")
+    finally:
+        fitted.model_.decoder = decoder
     assert os.listdir(tmp_path) == []
 
 
@@ -189,12 +194,15 @@ def test_failed_parity_leaves_no_onnx_and_a_report(fitted, tmp_path, monkeypatch
 def test_borderline_decisions_are_listed_not_failed(fitted, tmp_path, monkeypatch):
     x = patches((256, 400), 8)
     s = fitted.decision_function(x)
-    monkeypatch.setattr(fitted, "threshold_", float(s[3]))            # image 3 sits on the threshold
+    rule = Fixed(float(s[3])).fit()                                  # image 3 sits on the threshold
+    monkeypatch.setattr(fitted, "threshold_rule_", rule)
+    monkeypatch.setattr(fitted, "threshold_", rule.threshold_)
+    pytorch = fitted.predict(x)
     real = export_module._run_ort
 
     def flip_three(path, x, dynamic_batch):  # noqa: ANN001, ANN202
         score, amap, flag = real(path, x, dynamic_batch)
-        flag[3] = not flag[3]
+        flag[3] = not pytorch[3]                                   # disagrees with PyTorch on image 3
         return score, amap, flag
 
     monkeypatch.setattr(export_module, "_run_ort", flip_three)
