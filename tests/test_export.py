@@ -1,4 +1,5 @@
-"""ONNX decomposition of reconad::memory_address against the op's pure-PyTorch reference (onnxruntime)."""
+"""ONNX decompositions under onnxruntime: reconad::memory_address against its pure-PyTorch reference,
+reconad::topk_mask against a loop over its definition."""
 from __future__ import annotations
 
 import pytest

@@ -40,14 +40,22 @@ def run_onnx(path: str, x: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip([o.name for o in s.get_outputs()], s.run(None, {"image": np.ascontiguousarray(nchw)})))
 
 
+def tolerance(det: Detector) -> float:
+    """1e-4 (the default); 1e-3 behind OLED's top-k mask, where ORT's last-bit differences can flip which of two
+    near-tied pixels is hidden (measured: 4e-4 of the largest score on a resized image)."""
+    masker = det.config_.model.masker
+    return 1e-3 if masker is not None and masker.name == "oled" else 1e-4
+
+
 def assert_parity(det: Detector, path: str, x: np.ndarray) -> None:
-    """onnxruntime's outputs against the PyTorch Detector's, computed here (not read from the report)."""
-    out = run_onnx(path, x)
+    """onnxruntime's outputs against the PyTorch Detector's, computed here (not read from the report), within
+    the export's bounds: tolerance x max|score| for scores, 10 x that for map pixels."""
+    out, tol = run_onnx(path, x), tolerance(det)
     want = det.decision_function(x)
-    np.testing.assert_allclose(out["score"], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_allclose(out["score"], want, rtol=0, atol=tol * np.abs(want).max())
     maps = det.anomaly_map(x)
     assert out["anomaly_map"].shape == maps.shape == x.shape[:3]
-    np.testing.assert_allclose(out["anomaly_map"], maps, rtol=1e-4, atol=1e-4 * np.abs(maps).max())
+    np.testing.assert_allclose(out["anomaly_map"], maps, rtol=0, atol=10 * tol * np.abs(maps).max())
     assert out["is_anomaly"].dtype == np.bool_
     np.testing.assert_array_equal(out["is_anomaly"], det.predict(x).astype(bool))
 
@@ -68,7 +76,7 @@ def test_every_image_method_exports_with_parity(name, tmp_path):
                 det.export(path)
             assert os.listdir(tmp_path) == []
             return
-        report = det.export(path)
+        report = det.export(path, tolerance=tolerance(det))
         assert report.passed and report.decisions_identical and report.resize == "graph"
         new = patches((256, 400), 6, size=24)          # another size: the graph resizes as Detector does
         assert_parity(det, path, new)
