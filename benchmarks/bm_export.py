@@ -10,6 +10,7 @@ The weights do not matter for speed: the model is fitted for one step on random 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import tempfile
 import warnings
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import onnxruntime as ort
 
     from reconad import Detector
-    from reconad.ops import memory_address as ma
+    ma = importlib.import_module("reconad.ops.memory_address")   # the module (reconad.ops exports the function)
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads (default 1)")
