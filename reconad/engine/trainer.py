@@ -320,7 +320,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                                         step // steps_per_epoch)
                     log(f"epoch {p['epoch']}: validation AUROC {p['validation_auroc']:.4f} ({p['score']})")
                     history.validation(step, stage, {"auroc": p["validation_auroc"]})
-                elif validating and step % steps_per_epoch == 0:
+                elif validating and (step % steps_per_epoch == 0 or step == total):
                     p = validation_point(model, splits.validation, device, cfg.test.batch_size, step, 0)
                     history.validation(step, stage, {"auroc": p["validation_auroc"]})
                 if bar.n < step:
