@@ -194,3 +194,37 @@ def test_an_unknown_logger_is_one_line_with_did_you_mean(tiny_raw, tmp_path, cap
     assert err == ["reconad train: error: train.loggers: unknown logger 'tensorbord'; available: csv, mlflow, "
                    "tensorboard; did you mean 'tensorboard'?"]
     assert not out.exists()
+
+
+def test_report_shows_the_curves_and_reconad_report_rebuilds_it(tiny_raw, tmp_path, capsys):
+    import re
+
+    from reconad.cli import main
+
+    out = tmp_path / "run"
+    run(validate(apply_overrides(tiny_raw, ["train.steps=4", "train.batch_size=8", "train.log_every_steps=2",
+                                            "test.report_images=2"])), str(out), log=lambda s: None)
+    page = (out / "report.html").read_text()
+    assert '<img src="curves.png" alt="curves">' in page
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = {f: os.stat(out / f).st_mtime_ns for f in ("checkpoint.pt", "scores.csv", "metrics.json", "grid.png")}
+    (out / "report.html").unlink()
+    (out / "curves.png").unlink()
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"report: {out / 'report.html'}", f"curves: {out / 'curves.png'}"]
+    assert (out / "curves.png").is_file()
+    assert {f: os.stat(out / f).st_mtime_ns for f in before} == before   # nothing scored or trained again
+    # the same page: scores.csv keeps 8 digits where the page's sort keys had 10
+    strip = lambda text: re.sub(r"data-v='[^']*'", "", text)   # noqa: E731
+    assert strip((out / "report.html").read_text()) == strip(page)
+
+
+def test_reconad_report_on_a_train_only_folder_names_what_is_missing(tiny_raw, tmp_path, capsys):
+    from reconad.cli import main
+
+    out = tmp_path / "run"
+    _run(apply_overrides(tiny_raw, ["train.steps=2", "train.batch_size=8"]), out)
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"reconad report: error: {str(out)!r} lacks metrics.json, scores.csv; expected a "
+                   "tested run folder (the --out of `reconad run`, or `reconad test RUN` after `reconad train`)")
