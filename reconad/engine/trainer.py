@@ -94,7 +94,7 @@ def check_selectable(cfg: Config, splits: DatasetSplits) -> None:
         raise RunError(f"train.select_every={cfg.train.select_every}: dataset {cfg.data.name!r} gives no labelled "
                        "validation split to select the model on (digits: set data.validation_normals and "
                        "data.validation_anomalies_per_class); or set train.select_every=0 to keep the last model")
-    labels = set(getattr(val, "labels", None) or (int(val[i]["label"]) for i in range(len(val))))
+    labels = _labels(val)
     if labels != {0, 1}:
         raise RunError(f"train.select_every: dataset {cfg.data.name!r}'s validation split needs normal and anomalous "
                        f"images, it has labels {sorted(labels)}")
@@ -145,11 +145,11 @@ def validation_point(model: ReconModel, dataset: Any, device: torch.device, batc
             "validation_auroc": float(auroc(s.image[s.names[0]], s.labels))}
 
 
-def _two_classes(dataset: Any) -> bool:
+def _labels(dataset: Any) -> set[int]:
+    """The labels a (validation) split holds; none without one."""
     if dataset is None:
-        return False
-    labels = getattr(dataset, "labels", None) or [int(dataset[i]["label"]) for i in range(len(dataset))]
-    return set(labels) == {0, 1}
+        return set()
+    return set(getattr(dataset, "labels", None) or (int(dataset[i]["label"]) for i in range(len(dataset))))
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -275,7 +275,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
 
     history = History(loggers, tc.log_every_steps, steps_per_epoch, optimizers, state.get("history"))
     history.start(LogRun(out_dir, resolved, step if resume else None))   # unwritable: before training
-    validating = runtime.is_main and not selection.every and _two_classes(splits.validation)
+    validating = runtime.is_main and not selection.every and _labels(splits.validation) == {0, 1}
 
     from tqdm.auto import tqdm
 
