@@ -125,8 +125,9 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class MlflowLogger(Logger):
-    """An MLflow run: params = the resolved config (dotted keys), metrics scope/key per figure; a local file store
-    in <run>/mlruns unless MLFLOW_TRACKING_URI is set. ``--resume`` continues the same MLflow run."""
+    """An MLflow run (<run>/mlruns unless MLFLOW_TRACKING_URI is set): params the resolved config, metrics scope/key.
+
+    Params are the config's dotted keys; ``--resume`` continues the same MLflow run."""
 
     RUN_ID = "mlflow_run_id.txt"
 
