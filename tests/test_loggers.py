@@ -152,3 +152,28 @@ def test_a_read_only_run_folder_is_one_error_before_training(tiny_raw, tmp_path)
             train(validate(_tiny(tiny_raw)), str(out), setup_runtime("cpu"), get_registry(), log=lambda s: None)
     finally:
         out.chmod(0o755)
+
+
+LOGGERS = [s for s in get_registry() if s.kind == "logger"]
+
+
+@pytest.mark.parametrize("spec", LOGGERS, ids=[s.name for s in LOGGERS])
+def test_logger_contract(spec, tmp_path, tiny_raw, monkeypatch):
+    """Every registered logger (built-in or installed plugin): a Logger that starts in a fresh run folder, takes
+    rows, closes, and starts again on resume; a missing package is a RunError naming what to install."""
+    from reconad.components import HistoryRow, LogRun
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = yaml.safe_load(yaml.safe_dump(tiny_raw))
+    rows = [HistoryRow(2, 0.5, "train", "train", "loss", 0.25), HistoryRow(4, 1.0, "train", "val", "auroc", 0.75)]
+    for resume_step in (None, 2):
+        logger = spec.build()
+        assert isinstance(logger, Logger)
+        try:
+            logger.start(LogRun(str(tmp_path), config, resume_step))
+        except RunError as exc:
+            if "pip install" in str(exc):
+                pytest.skip(str(exc))
+            raise
+        logger.log(rows)
+        logger.close()

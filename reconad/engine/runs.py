@@ -1,7 +1,8 @@
 """A run: train a validated config into a run folder, then test it and write the report.
 
-A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt``, ``metrics.json``,
-``scores.csv``, ``grid.png``, ``roc.png`` (``pro.png`` with masks) and ``report.html``. Every file is
+A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt``, ``history.csv`` (the training
+history), ``metrics.json``, ``scores.csv``, ``grid.png``, ``roc.png`` (``pro.png`` with masks), ``curves.png`` and
+``report.html``. Every file is
 written atomically; a run that fails before writing anything leaves no folder behind, and a new run never
 writes into a folder that holds another run (``--resume`` continues it, ``--overwrite`` replaces it).
 """
