@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .._imagefiles import DataError
+
 __all__ = [
     "DataError",
     "DataSettings",
@@ -30,10 +32,6 @@ __all__ = [
 ]
 
 NORMAL = "good"
-
-
-class DataError(ValueError):
-    """A dataset cannot be built from the given settings or files; the message says what to do."""
 
 
 @dataclass
