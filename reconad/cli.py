@@ -1,4 +1,5 @@
-"""The ``reconad`` command: run, train, test, predict, video, export, plugins, info (and subcommands plugins add)."""
+"""The ``reconad`` command: run, train, test, report, predict, video, export, benchmark, plugins, info (and
+subcommands plugins add)."""
 from __future__ import annotations
 
 import argparse
@@ -91,6 +92,15 @@ def _cmd_test(args: argparse.Namespace) -> int:
     res = evaluate_checkpoint(args.run, args.out, device=args.device)
     _print_metrics(res.metrics)
     print(f"report: {res.files['report']}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .engine import run_folder
+    from .engine.report import rebuild_report
+
+    files = rebuild_report(run_folder(args.run))
+    print(f"report: {files['report']}" + (f"\ncurves: {files['curves']}" if "curves" in files else ""))
     return 0
 
 
@@ -214,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="test a trained checkpoint and write the report")
     add_run_arguments(p)
     p.set_defaults(func=_cmd_test)
+    p = sub.add_parser("report", help="write report.html and curves.png again from a run folder's files "
+                                      "(nothing is trained or scored)")
+    p.add_argument("run", metavar="RUN", help="a tested run folder (the --out of `reconad run`) or its checkpoint.pt")
+    p.set_defaults(func=_cmd_report)
     p = sub.add_parser("predict", help="score images with a trained checkpoint (scores.csv + heatmaps)",
                        epilog="With an exported model instead of a run, without PyTorch: reconad predict --onnx "
                               "model.onnx IMAGES... --out DIR [--skip-bad] [--batch-size N] [--provider NAME]")

@@ -66,6 +66,9 @@ class TrainConfig:
     #                                      validation split; the best image AUROC is kept (0: the last model)
     num_workers: int = 0
     progress: bool = True
+    loggers: list[str] = field(default_factory=lambda: ["csv"])   # where the history goes: csv (history.csv,
+    #                                      always on), tensorboard, mlflow, or a plugin's logger
+    log_every_steps: int = 50            # steps between rows of the training history (also one per epoch)
 
 
 @dataclass
@@ -260,6 +263,8 @@ def _check_train(raw: Any, errors: list[str]) -> None:
     for key in ("checkpoint_every", "checkpoint_minutes"):
         if _num(t[key]) and t[key] < 0:
             errors.append(f"train.{key}: expected >= 0 (0: off), got {t[key]}")
+    if _num(t["log_every_steps"]) and t["log_every_steps"] < 1:
+        errors.append(f"train.log_every_steps: expected steps >= 1, got {t['log_every_steps']}")
     if _num(t["select_every"]) and t["select_every"] < 0:
         errors.append(f"train.select_every: expected epochs >= 0 (0: keep the last model), got {t['select_every']}")
     dev = t["device"]

@@ -211,6 +211,35 @@ def reconad_register_datasets(register: Register) -> None:
 
 
 @hookspec
+def reconad_register_loggers(register: Register) -> None:
+    '''Register loggers: ``reconad.components.Logger`` subclasses that receive the training history, selected
+    by ``train.loggers`` (e.g. ``[csv, tensorboard]``; ``csv``, which writes ``history.csv``, is always on).
+
+    The factory takes no context; reconad builds each logger once per run, then calls ``start(run)`` before
+    the first step (``run`` is a ``reconad.components.LogRun``: ``out_dir``, the resolved ``config`` and, on
+    ``--resume``, ``resume_step``: drop what was logged after it), ``log(rows)`` as training goes (a list of
+    ``reconad.components.HistoryRow(step, epoch, stage, scope, key, value)``: scope ``train`` every
+    ``train.log_every_steps`` steps, ``epoch`` per epoch, ``val`` for the validation split) and ``close()``
+    when training ends or stops. A destination that cannot be written raises ``reconad.engine.RunError``
+    in ``start``, so the run stops before training. Built-in: ``csv``, ``tensorboard`` (extra
+    ``[tensorboard]``), ``mlflow`` (extra ``[mlflow]``). Example::
+
+        from reconad.components import Logger
+
+        class PrintLogger(Logger):
+            """Print every row."""
+
+            def log(self, rows):
+                for r in rows:
+                    print(r.step, r.stage, f"{r.scope}/{r.key}", r.value)
+
+        @hookimpl
+        def reconad_register_loggers(register):
+            register("print", PrintLogger)
+    '''
+
+
+@hookspec
 def reconad_register_commands(subparsers: Any) -> None:
     """Add command-line subcommands: ``subparsers`` is the ``argparse`` sub-parser action of the
     ``reconad`` command.

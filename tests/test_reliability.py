@@ -113,7 +113,7 @@ def test_an_existing_run_is_refused_unless_resume_or_overwrite(tiny_raw, tmp_pat
     # --overwrite: the new run alone, none of the old run's files
     (out / "old-note.txt").write_text("from the old run")
     _run(apply_overrides(raw, ["model.memory.slots=30"]), out, test=False, overwrite=True)
-    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.yaml"]
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.yaml", "history.csv"]
     assert load_checkpoint(str(out))["config"]["model"]["memory"]["slots"] == 30
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")], "the replaced run was left behind"
 

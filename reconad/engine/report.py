@@ -3,12 +3,13 @@
 report.html reads on its own (no external resources): run facts, every metric with a one-line meaning (and a
 note where it is only a proxy), the threshold as a sentence, a confusion matrix and a per-defect-type table
 at that threshold, a histogram of normal vs anomalous scores (hist.png), the ROC with the operating point
-(roc.png), the PRO curve (pro.png), the most and least anomalous test images (grid.png) beside the false
+(roc.png), the PRO curve (pro.png), the training curves from history.csv (curves.png), the most and least anomalous test images (grid.png) beside the false
 positives and false negatives nearest the threshold (grid_errors.png), each row with its score and decision
 and the anomaly map on a colour bar with the pixel threshold outlined, a sortable table of the flagged images
-and the files skipped as unreadable."""
+and the files skipped as unreadable. ``rebuild_report`` writes the page again from a run folder's files."""
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import html
 import os
@@ -23,12 +24,13 @@ from .. import metrics as M
 from .._imagefiles import to_rgb, heat_overlay, write_score_rows
 from ..data.base import NORMAL
 from ..io import atomic_path, atomic_write, write_json, write_text
-from ..metrics.plots import plot_score_hist
+from ..metrics.plots import plot_curves, plot_score_hist
 from ..model import ReconModel
 from .evaluate import ScoreSet
+from .history import HISTORY, read_history
 
-__all__ = ["METRIC_MEANINGS", "heat_overlay", "per_defect", "run_facts", "threshold_check", "threshold_sentence",
-           "write_report", "write_scores_csv"]
+__all__ = ["METRIC_MEANINGS", "heat_overlay", "per_defect", "read_scores_csv", "rebuild_report", "run_facts",
+           "threshold_check", "threshold_sentence", "write_curves", "write_report", "write_scores_csv"]
 
 
 def write_scores_csv(path: str, scores: ScoreSet, threshold: float | None) -> None:
@@ -210,6 +212,7 @@ def write_report(out_dir: str, *, model: ReconModel, dataset: Any, scores: Score
     wall time, for the run facts."""
     if skipped:
         metrics["skipped"] = list(skipped)
+    metrics["run"] = facts = run_facts(config, device, train_seconds)   # kept for rebuild_report
     files = {"metrics": os.path.join(out_dir, "metrics.json"), "scores": os.path.join(out_dir, "scores.csv")}
     write_json(files["metrics"], metrics)
     threshold = calibration.get("threshold")
@@ -249,10 +252,75 @@ def write_report(out_dir: str, *, model: ReconModel, dataset: Any, scores: Score
             files["grid_errors"] = os.path.join(out_dir, "grid_errors.png")
             _grid(files["grid_errors"], model, dataset, scores, errors, flagged, vmax or 1.0, pixel_threshold,
                   device, with_masks, "mistakes nearest the threshold")
+    files.update(write_curves(out_dir))
     files["report"] = os.path.join(out_dir, "report.html")
     page = _html(metrics, calibration, config, files, scores=scores, flagged=flagged, skipped=list(skipped),
-                 facts=run_facts(config, device, train_seconds), groups=groups)
+                 facts=facts, groups=groups)
     write_text(files["report"], page)
+    return files
+
+
+def write_curves(out_dir: str) -> dict[str, str]:
+    """curves.png from the run folder's history.csv: ``{"curves": path}``, or {} without a history to draw."""
+    path = os.path.join(out_dir, HISTORY)
+    if not os.path.isfile(path):
+        return {}
+    curves = plot_curves(read_history(path), os.path.join(out_dir, "curves.png"))
+    return {"curves": curves} if curves else {}
+
+
+def read_scores_csv(path: str, names: Sequence[str]) -> ScoreSet:
+    """The scores ``write_scores_csv`` wrote (``names``: the scorers, the primary first), without pixel maps."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    need = ["path", "score", "label", "defect", *[f"score_{n}" for n in names[1:]]]
+    missing = [c for c in need if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: missing the column(s) {', '.join(missing)}; expected {','.join(need)}")
+    image = {names[0]: np.array([float(r["score"]) for r in rows], dtype=np.float64)}
+    image.update({n: np.array([float(r[f"score_{n}"]) for r in rows], dtype=np.float64) for n in names[1:]})
+    labelled = any(r["label"] != "" for r in rows)
+    labels = np.array([int(r["label"]) if r["label"] != "" else -1 for r in rows] if labelled else [], dtype=np.int64)
+    return ScoreSet(list(names), image, None, labels, None, [r["path"] for r in rows], [r["defect"] for r in rows])
+
+
+def rebuild_report(run_dir: str) -> dict[str, str]:
+    """report.html (and curves.png) again from a tested run folder's files: config.yaml, metrics.json, scores.csv,
+    history.csv, the calibration in checkpoint.pt and the pictures already there; nothing is trained or scored.
+    Returns {what: path}."""
+    import json
+
+    import yaml
+
+    from .checkpoint import load_checkpoint
+    from .runtime import RunError
+
+    need = ["config.yaml", "metrics.json", "scores.csv", "checkpoint.pt"]
+    missing = [f for f in need if not os.path.isfile(os.path.join(run_dir, f))]
+    if missing:
+        raise RunError(f"{run_dir!r} lacks {', '.join(missing)}; expected a tested run folder "
+                       f"(the --out of `reconad run`, or `reconad test RUN` after `reconad train`)")
+    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as fh:
+        config = yaml.safe_load(fh)
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as fh:
+        metrics = json.load(fh)
+    calibration = load_checkpoint(os.path.join(run_dir, "checkpoint.pt")).get("calibration") or {}
+    names = list(metrics.get("scorers") or {}) or ["score"]
+    try:
+        scores = read_scores_csv(os.path.join(run_dir, "scores.csv"), names)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    files = {k: os.path.join(run_dir, f"{k}.png") for k in ("hist", "roc", "pro", "grid", "grid_errors")
+             if os.path.isfile(os.path.join(run_dir, f"{k}.png"))}
+    files.update(write_curves(run_dir))
+    threshold = calibration.get("threshold")
+    flagged = _decide(scores, threshold)
+    n_images = int((config.get("test") or {}).get("report_images", 6))
+    groups = _picks(scores, flagged, threshold, max(1, n_images // 2)) if scores.primary.size else {}
+    facts = metrics.get("run") or {"run": config.get("name"), "dataset": (config.get("data") or {}).get("name")}
+    files["report"] = os.path.join(run_dir, "report.html")
+    write_text(files["report"], _html(metrics, calibration, config, files, scores=scores, flagged=flagged,
+                                      skipped=list(metrics.get("skipped", [])), facts=facts, groups=groups))
     return files
 
 
@@ -448,7 +516,8 @@ def _html(metrics: dict[str, Any], calibration: dict[str, Any], config: dict[str
 <p>Dataset <b>{esc(str((config.get('data') or {}).get('name')))}</b>; scores per image in
 <a href="scores.csv">scores.csv</a>; all metrics in <a href="metrics.json">metrics.json</a>.</p>
 <h2>Run</h2><table>{facts_html}</table>
-<h2>Metrics</h2>{warnings_html}<table><tr><th>metric</th><th>value</th><th>what it says</th></tr>{''.join(rows)}</table>
+<h2>Metrics</h2>{warnings_html}<div class="row"><table><tr><th>metric</th><th>value</th><th>what it says</th></tr>{''.join(rows)}</table>
+{fig("curves", "Training curves from history.csv: each loss term per stage against the epoch, and the validation AUROC where the run has a validation split.")}</div>
 <h2>Threshold</h2>{threshold_sentence(calibration, scores.names[0] if scores.names else "score")}
 {threshold_check(scores, metrics)}
 {confusion}{defects}

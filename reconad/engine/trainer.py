@@ -24,6 +24,7 @@ from ..model import ReconModel, build_model
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
 from .evaluate import calibrate, check_finite, fit_references, fixed_thresholds, score_dataset
+from .history import History, LogRun, build_loggers
 from .runtime import RunError, Runtime, seed_everything
 
 __all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
@@ -95,7 +96,7 @@ def check_selectable(cfg: Config, splits: DatasetSplits, key: str = "train.selec
     if val is None:
         raise RunError(f"{what}: dataset {cfg.data.name!r} gives no labelled validation split (digits: set "
                        f"data.validation_normals and data.validation_anomalies_per_class); or {instead}")
-    labels = set(getattr(val, "labels", None) or (int(val[i]["label"]) for i in range(len(val))))
+    labels = _labels(val)
     if labels != {0, 1}:
         raise RunError(f"{what}: dataset {cfg.data.name!r}'s validation split needs normal and anomalous "
                        f"images, it has labels {sorted(labels)}")
@@ -119,11 +120,7 @@ class _Selection:
 
     def score(self, model: ReconModel, dataset: Any, device: torch.device, batch_size: int, step: int,
               epoch: int) -> dict[str, Any]:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            s = score_dataset(model, dataset, device, batch_size, keep_maps=False, keep_masks=False,
-                              where="validation images")
-        point = {"epoch": epoch, "step": step, "score": s.names[0],
-                 "validation_auroc": float(auroc(s.image[s.names[0]], s.labels))}
+        point = validation_point(model, dataset, device, batch_size, step, epoch)
         self.history.append(point)
         if not math.isfinite(point["validation_auroc"]):   # e.g. constant scores: never kept
             return point
@@ -137,6 +134,24 @@ class _Selection:
         if not finished:
             out["best_model"] = self.best_model
         return out
+
+
+def validation_point(model: ReconModel, dataset: Any, device: torch.device, batch_size: int, step: int,
+                     epoch: int) -> dict[str, Any]:
+    """The image AUROC of the primary score on the labelled validation split, under a forked RNG (training is
+    the same with or without it)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        s = score_dataset(model, dataset, device, batch_size, keep_maps=False, keep_masks=False,
+                          where="validation images")
+    return {"epoch": epoch, "step": step, "score": s.names[0],
+            "validation_auroc": float(auroc(s.image[s.names[0]], s.labels))}
+
+
+def _labels(dataset: Any) -> set[int]:
+    """The labels a (validation) split holds; none without one."""
+    if dataset is None:
+        return set()
+    return set(getattr(dataset, "labels", None) or (int(dataset[i]["label"]) for i in range(len(dataset))))
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -197,6 +212,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     ``stop_after_steps`` ends this call early (after a checkpoint), as an interruption would; for tests.
     """
     t0 = time.perf_counter()
+    loggers = build_loggers(cfg.train.loggers, registry) if runtime.is_main else []   # unknown names: before data
     seed_everything(cfg.seed)
     splits = build_data(cfg, registry) if splits is None else splits
     if cfg.train.select_every:
@@ -230,6 +246,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     step = 0
     selection = _Selection(tc.select_every, None)
+    state: dict[str, Any] = {}
     if resume:
         if not os.path.isfile(ckpt_path):
             raise RunError(f"--resume: no checkpoint to resume from in {out_dir!r} (expected {CHECKPOINT}); the run "
@@ -257,8 +274,12 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             "optimizers": [o.state_dict() for o in optimizers], "scaler": ctx.scaler.state_dict(),
             "objective": objective.state_dict(), "rng": _rng_state(), "step": step,
             "finished": finished, "calibration": calibration,
-            **({"selection": selection.state(finished)} if selection.every else {}),
+            **({"selection": selection.state(finished)} if selection.every else {}), "history": history.state(),
         })
+
+    history = History(loggers, tc.log_every_steps, steps_per_epoch, optimizers, state.get("history"))
+    history.start(LogRun(out_dir, resolved, step if resume else None))   # unwritable: before training
+    validating = runtime.is_main and not selection.every and _labels(splits.validation) == {0, 1}
 
     from tqdm.auto import tqdm
 
@@ -296,10 +317,16 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                                    f"(now {tc.lr}) or set train.grad_clip")
                 step += 1
                 seen += batch["image"].shape[0] * runtime.world_size
+                stage = objective.stage(step - 1, steps_per_epoch)
+                history.step(step, stage, logs, batch["image"].shape[0] * runtime.world_size)
                 if selection.due(step, steps_per_epoch, total) and runtime.is_main:
                     p = selection.score(model, splits.validation, device, cfg.test.batch_size, step,
                                         step // steps_per_epoch)
                     log(f"epoch {p['epoch']}: validation AUROC {p['validation_auroc']:.4f} ({p['score']})")
+                    history.validation(step, stage, {"auroc": p["validation_auroc"]})
+                elif validating and (step % steps_per_epoch == 0 or step == total):
+                    p = validation_point(model, splits.validation, device, cfg.test.batch_size, step, 0)
+                    history.validation(step, stage, {"auroc": p["validation_auroc"]})
                 if bar.n < step:
                     bar.update(step - bar.n)
                     rate = seen / max(time.perf_counter() - t_images, 1e-9)
@@ -312,9 +339,12 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                                      or (every_s and time.monotonic() - last_save >= every_s)):
                     save(False)
                     last_save = time.monotonic()
+        if step >= total:
+            history.finish(step)
     finally:
         stops.__exit__()
         bar.close()
+        history.close()
 
     calibration: dict[str, Any] = {}
     if step >= total:
