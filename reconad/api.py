@@ -39,7 +39,7 @@ from .config import Config, ConfigError, apply_overrides, layer, load_raw, to_di
 from .data.base import DataError, DatasetSplits
 from .engine.checkpoint import CheckpointError
 from .engine.evaluate import ScoreSet, fixed_thresholds, score_dataset
-from .engine.runtime import setup_runtime
+from .engine.runtime import apply_threads, setup_runtime
 from .engine.trainer import build_data, train
 from .io import atomic_path
 from .registry import Registry
@@ -341,6 +341,7 @@ class Detector:
         cfg, splits, what = self._resolve(X, calibration)
         if splits is None:
             splits = build_data(cfg, registry)
+        apply_threads(cfg.train.threads)
         runtime = setup_runtime(cfg.train.device)
         out = self.out_dir or tempfile.mkdtemp(prefix="reconad-detector-")
         try:

@@ -17,6 +17,7 @@ from ..data.folder import _GREY_MODES, image_extensions, read_image
 from ..io import atomic_path, write_text
 from ..model import ReconModel
 from .evaluate import ScoreSet, batch_scores, check_finite, finalize_scores
+from .progress import ScoreProgress, say
 from .report import heat_overlay, write_scores_csv
 
 __all__ = ["image_names", "predict_images"]
@@ -80,7 +81,7 @@ def _examples(names: list[str]) -> str:
 @torch.no_grad()
 def predict_images(model: ReconModel, inputs: list[str], out_dir: str, *, channels: int, image_size: int,
                    calibration: dict[str, Any], device: torch.device, skip_bad: bool = False,
-                   batch_size: int = 32, log: Callable[[str], None] = print, tile: int | None = None,
+                   batch_size: int = 32, log: Callable[[str], None] = say, tile: int | None = None,
                    overlap: float = 0.25) -> dict[str, str]:
     """Score the images ``inputs`` names: ``scores.csv`` and ``heatmaps/*.png``, each overlay at its image's
     own size. Images are squeezed to the model's square input, or with ``tile`` cut into ``tile``-pixel
@@ -135,56 +136,58 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
     converted: list[str] = []
     squeezed: list[str] = []
     used: set[str] = set()    # heatmap files written
-    for start in range(0, len(found), batch_size):
-        originals, names = [], []
-        for path, name in found[start:start + batch_size]:
-            try:
-                image = read_image(path, channels)
-                source = _file_channels(path)
-            except Exception as exc:  # noqa: BLE001 - any decoder failure: name the file
-                if not skip_bad:
-                    raise DataError(f"cannot read image {path}: {exc}; fix or remove it, or pass --skip-bad") from exc
-                skipped.append(f"{path}: {exc}")
+    with ScoreProgress("images", len(found)) as bar:
+        for start in range(0, len(found), batch_size):
+            originals, names = [], []
+            for path, name in found[start:start + batch_size]:
+                try:
+                    image = read_image(path, channels)
+                    source = _file_channels(path)
+                except Exception as exc:  # noqa: BLE001 - any decoder failure: name the file
+                    if not skip_bad:
+                        raise DataError(f"cannot read image {path}: {exc}; fix or remove it, or pass --skip-bad") from exc
+                    skipped.append(f"{path}: {exc}")
+                    continue
+                if source != channels:
+                    converted.append(name)
+                if image.shape[-1] != image.shape[-2] and (tile is None or min(image.shape[-2:]) < tile):
+                    squeezed.append(f"{name} ({image.shape[-1]}x{image.shape[-2]})")
+                originals.append(image)
+                names.append(name)
+            bar.update(len(found[start:start + batch_size]))
+            if not originals:
                 continue
-            if source != channels:
-                converted.append(name)
-            if image.shape[-1] != image.shape[-2] and (tile is None or min(image.shape[-2:]) < tile):
-                squeezed.append(f"{name} ({image.shape[-1]}x{image.shape[-2]})")
-            originals.append(image)
-            names.append(name)
-        if not originals:
-            continue
-        # the units the model sees: each image whole, or its overlapping tiles; each squeezed to the model's input
-        units = [(j, y, x, h, w) for j, im in enumerate(originals) for y, x, h, w in _windows(im, tile, overlap)]
-        unit_scores: dict[str, list[float]] = {}
-        unit_maps: list[torch.Tensor] = []
-        for u in range(0, len(units), batch_size):
-            chunk = units[u:u + batch_size]
-            x = torch.stack([resize_images(originals[j][:, y:y + h, x_:x_ + w].unsqueeze(0), image_size)[0]
-                             for j, y, x_, h, w in chunk])
-            check_finite(x, [names[c[0]] for c in chunk], "predict")
-            scores, maps = batch_scores(model, model(x.to(device)), parts_of)
-            for key, v in scores.items():
-                unit_scores.setdefault(key, []).extend(v.double().cpu().tolist())
-            if maps is not None:
-                unit_maps += list(maps.float().cpu())
-        for j, (image, name) in enumerate(zip(originals, names)):
-            mine = [i for i, unit in enumerate(units) if unit[0] == j]
-            for key, v in unit_scores.items():   # an image is as anomalous as its most anomalous tile
-                image_scores.setdefault(key, []).append(max(v[i] for i in mine))
-            kept.append(name)
-            if unit_maps:   # each unit's map, bilinear up to its own size, overlaps averaged
-                total = torch.zeros(image.shape[-2:])
-                count = torch.zeros(image.shape[-2:])
-                for i in mine:
-                    _, y, x_, h, w = units[i]
-                    total[y:y + h, x_:x_ + w] += F.interpolate(unit_maps[i][None, None], size=(h, w), mode="bilinear",
-                                                              align_corners=False)[0, 0]
-                    count[y:y + h, x_:x_ + w] += 1
-                heat = (total / count).numpy()
-                heat_path = _heatmap_path(heat_dir, name, used)
-                os.makedirs(os.path.dirname(heat_path), exist_ok=True)
-                _save_png(heat_path, heat_overlay(image.numpy(), heat, vmax))
+            # the units the model sees: each image whole, or its overlapping tiles; each squeezed to the model's input
+            units = [(j, y, x, h, w) for j, im in enumerate(originals) for y, x, h, w in _windows(im, tile, overlap)]
+            unit_scores: dict[str, list[float]] = {}
+            unit_maps: list[torch.Tensor] = []
+            for u in range(0, len(units), batch_size):
+                chunk = units[u:u + batch_size]
+                x = torch.stack([resize_images(originals[j][:, y:y + h, x_:x_ + w].unsqueeze(0), image_size)[0]
+                                 for j, y, x_, h, w in chunk])
+                check_finite(x, [names[c[0]] for c in chunk], "predict")
+                scores, maps = batch_scores(model, model(x.to(device)), parts_of)
+                for key, v in scores.items():
+                    unit_scores.setdefault(key, []).extend(v.double().cpu().tolist())
+                if maps is not None:
+                    unit_maps += list(maps.float().cpu())
+            for j, (image, name) in enumerate(zip(originals, names)):
+                mine = [i for i, unit in enumerate(units) if unit[0] == j]
+                for key, v in unit_scores.items():   # an image is as anomalous as its most anomalous tile
+                    image_scores.setdefault(key, []).append(max(v[i] for i in mine))
+                kept.append(name)
+                if unit_maps:   # each unit's map, bilinear up to its own size, overlaps averaged
+                    total = torch.zeros(image.shape[-2:])
+                    count = torch.zeros(image.shape[-2:])
+                    for i in mine:
+                        _, y, x_, h, w = units[i]
+                        total[y:y + h, x_:x_ + w] += F.interpolate(unit_maps[i][None, None], size=(h, w), mode="bilinear",
+                                                                  align_corners=False)[0, 0]
+                        count[y:y + h, x_:x_ + w] += 1
+                    heat = (total / count).numpy()
+                    heat_path = _heatmap_path(heat_dir, name, used)
+                    os.makedirs(os.path.dirname(heat_path), exist_ok=True)
+                    _save_png(heat_path, heat_overlay(image.numpy(), heat, vmax))
     if not kept:
         raise DataError(f"none of the {len(found)} image(s) could be read: {'; '.join(skipped[:3])}")
     kind = {1: "grey", 3: "RGB"}

@@ -24,7 +24,8 @@ from ..registry import Registry
 from .evaluate import compute_metrics, score_dataset
 from .report import write_report
 from .checkpoint import CheckpointError, load_checkpoint
-from .runtime import RunError, setup_runtime
+from .progress import say
+from .runtime import RunError, apply_threads, setup_runtime
 from .trainer import CHECKPOINT, TrainResult, train
 
 __all__ = ["OutDir", "RunResult", "claim_out_dir", "default_out_dir", "run"]
@@ -129,10 +130,11 @@ def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any
 
 def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: bool = False,
         overwrite: bool = False, registry: Registry | None = None, stop_after_steps: int | None = None,
-        log: Callable[[str], None] = print) -> RunResult:
+        log: Callable[[str], None] = say) -> RunResult:
     """Train ``cfg`` (resuming when asked), then test it and write the report (``test=False``: train only).
     ``out_dir`` must be new or empty unless ``resume`` or ``overwrite`` (see ``claim_out_dir``)."""
     registry = registry or get_registry()
+    apply_threads(cfg.train.threads)
     runtime = setup_runtime(cfg.train.device)
     out_dir = out_dir or default_out_dir(cfg.name)
     if runtime.is_main:

@@ -13,6 +13,7 @@ from ..registry import Registry
 from .checkpoint import CheckpointError, check_config_file, check_weights, load_checkpoint
 from .predict import predict_images
 from .runs import OutDir, RunResult, evaluate_into
+from .progress import say
 from .runtime import resolve_device, setup_runtime
 from .trainer import build_data
 
@@ -76,7 +77,7 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
 
 
 def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "auto", skip_bad: bool = False,
-            registry: Registry | None = None, batch_size: int = 32, log: Callable[[str], None] = print,
+            registry: Registry | None = None, batch_size: int = 32, log: Callable[[str], None] = say,
             tile: int | None = None, overlap: float = 0.25) -> RunResult:
     """Score image files / folders with a trained checkpoint: ``scores.csv`` and ``heatmaps/*.png`` overlays
     at each image's own size (``tile``: scored in overlapping squares of that many pixels; see

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from ..model import ReconModel, build_model
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
 from .evaluate import calibrate, check_finite, fit_references, fixed_thresholds, score_dataset
+from .progress import TrainProgress, length_line, say
 from .runtime import RunError, Runtime, seed_everything
 
 __all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
@@ -186,7 +186,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, resume: bool = False,
-          stop_after_steps: int | None = None, log: Callable[[str], None] = print,
+          stop_after_steps: int | None = None, log: Callable[[str], None] = say,
           splits: DatasetSplits | None = None) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (checkpoint.pt there), resuming from it when ``resume``.
 
@@ -256,18 +256,14 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             **({"selection": selection.state(finished)} if selection.every else {}),
         })
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=step, disable=not (tc.progress and runtime.is_main), unit="step",
-               dynamic_ncols=True, desc=f"train {cfg.name}",
-               mininterval=0.2 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
-    seen, t_images = 0, time.perf_counter()
+    bar = TrainProgress(cfg.name, total, steps_per_epoch, step, objective, enabled=tc.progress and runtime.is_main)
     stop_at = total if stop_after_steps is None else min(total, step + stop_after_steps)
     every_s, last_save = tc.checkpoint_minutes * 60.0, time.monotonic()
     model.train()
     stops = _StopSignals().__enter__()   # before the line that says so
     try:
         if runtime.is_main and step < stop_at:
+            log(length_line(total, steps_per_epoch, batch))
             log(f"training steps {step}..{total} of {cfg.name}; checkpoint {ckpt_path} "
                 + (f"every {tc.checkpoint_minutes:g} min, " if every_s else "")
                 + (f"every {tc.checkpoint_every} steps, " if tc.checkpoint_every else "")
@@ -291,15 +287,11 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                                    f"{', '.join(f'{k}={v:.4g}' for k, v in logs.items())}; lower train.lr "
                                    f"(now {tc.lr}) or set train.grad_clip")
                 step += 1
-                seen += batch["image"].shape[0] * runtime.world_size
+                bar.update(step, logs, batch["image"].shape[0] * runtime.world_size)
                 if selection.due(step, steps_per_epoch, total) and runtime.is_main:
                     p = selection.score(model, splits.validation, device, cfg.test.batch_size, step,
                                         step // steps_per_epoch)
                     log(f"epoch {p['epoch']}: validation AUROC {p['validation_auroc']:.4f} ({p['score']})")
-                if bar.n < step:
-                    bar.update(step - bar.n)
-                    rate = seen / max(time.perf_counter() - t_images, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{rate:.0f}", refresh=False)
                 if stops.signum is not None and step < total:
                     log(f"{signal.Signals(stops.signum).name}: step {step} done, writing the checkpoint")
                     save(False)
