@@ -247,7 +247,8 @@ def test_overriding_the_training_length_clears_the_other_key():
 
 
 def test_setting_both_training_lengths_is_one_error(tmp_path):
-    for raw in (apply_overrides(BASE, ["train.steps=7", "train.epochs=3"]), {**BASE, "train": {"steps": 7, "epochs": 3}}):
+    for raw in (apply_overrides(BASE, ["train.steps=7", "train.epochs=3"]),
+                {**BASE, "train": {"steps": 7, "epochs": 3}}):
         assert "train: sets both steps (7) and epochs (3); set one of them" in _error(raw)
     path = _write(tmp_path, "both.yaml", "train: {steps: 7, epochs: 3}\n")
     with pytest.raises(ConfigError, match=r"train: sets both steps \(7\) and epochs \(3\)"):

@@ -145,7 +145,8 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
                     source = _file_channels(path)
                 except Exception as exc:  # noqa: BLE001 - any decoder failure: name the file
                     if not skip_bad:
-                        raise DataError(f"cannot read image {path}: {exc}; fix or remove it, or pass --skip-bad") from exc
+                        raise DataError(f"cannot read image {path}: {exc}; fix or remove it, "
+                                        "or pass --skip-bad") from exc
                     skipped.append(f"{path}: {exc}")
                     continue
                 if source != channels:
@@ -181,8 +182,8 @@ def _predict(model: ReconModel, found: list[tuple[str, str]], out_dir: str, heat
                     count = torch.zeros(image.shape[-2:])
                     for i in mine:
                         _, y, x_, h, w = units[i]
-                        total[y:y + h, x_:x_ + w] += F.interpolate(unit_maps[i][None, None], size=(h, w), mode="bilinear",
-                                                                  align_corners=False)[0, 0]
+                        total[y:y + h, x_:x_ + w] += F.interpolate(unit_maps[i][None, None], size=(h, w),
+                                                                   mode="bilinear", align_corners=False)[0, 0]
                         count[y:y + h, x_:x_ + w] += 1
                     heat = (total / count).numpy()
                     heat_path = _heatmap_path(heat_dir, name, used)
