@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from ._inputs import Images, as_images, is_mvtec_folder, split_normals
-from .config import Config, ConfigError, apply_overrides, layer, load_raw, to_dict, validate
+from .config import Config, ConfigError, apply_overrides, layer, load_raw, to_dict, validate, validate_resolved
 from .data.base import DEFAULT_IMAGE_SIZE, DataError, DatasetSplits
 from .engine.checkpoint import CheckpointError
 from .engine.evaluate import ScoreSet, fixed_thresholds, score_dataset
@@ -529,7 +529,7 @@ class Detector:
         header, tensors = _read_artifact(path)
         _check_plugins(path, header, registry)
         try:
-            cfg = validate(header["config"], registry)
+            cfg = validate_resolved(header["config"], registry)
         except ConfigError as exc:
             raise ArtifactError(f"{path}: its config does not validate with the installed plugins: {exc}") from None
         dev = setup_runtime(device).device

@@ -24,6 +24,7 @@ from .registry import ComponentSpec, Registry, RegistryError
 __all__ = [
     "CONTEXT_PARAMS", "ComponentConfig", "Config", "ConfigError", "ModelConfig", "TestConfig", "TrainConfig",
     "apply_overrides", "default_config_path", "layer", "load_config", "load_raw", "to_dict", "validate",
+    "validate_resolved",
 ]
 
 
@@ -228,6 +229,15 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
     return Config(data=data, model=model, train=train, test=test, seed=seed, name=name, data_options=data_options)
 
 
+def validate_resolved(raw: Any, registry: Registry | None = None) -> Config:
+    """``validate`` for a resolved config (a run's config.yaml, a checkpoint's or a saved detector's). One
+    written before a config could set only one of ``train.steps`` / ``train.epochs`` holds both; steps was
+    the length then, and is now."""
+    if isinstance(raw, dict) and isinstance(raw.get("train"), dict) and raw["train"].get("steps") is not None:
+        raw = {**raw, "train": {**raw["train"], "epochs": None}}
+    return validate(raw, registry)
+
+
 def _section(cls: type, schema: ParamSchema, raw: Any, path: str, errors: list[str]) -> Any:
     """A core section's dataclass (absent or null: every default), or None when it has errors."""
     before = len(errors)
@@ -422,6 +432,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         "model": {"encoder": comp(m.encoder), "memory": comp(m.memory), "decoder": comp(m.decoder),
                   "masker": comp(m.masker), "scorers": [comp(s) for s in m.scorers],
                   "objective": comp(m.objective)},
-        "train": dataclasses.asdict(cfg.train),
+        "train": {**dataclasses.asdict(cfg.train),   # the length in effect only: steps, or epochs
+                  **({"epochs": None} if cfg.train.steps is not None else {})},
         "test": dataclasses.asdict(cfg.test),
     }

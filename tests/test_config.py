@@ -261,3 +261,16 @@ def test_oddobjects_rank_epochs_replace_its_default_steps():
     raw = rank._rank_config(rank.DEFAULT_CONFIG, "ann.json", "images", None, False, ["train.epochs=2"])
     assert "steps" not in raw["train"] and raw["train"]["epochs"] == 2
     assert "steps" in rank.DEFAULT_CONFIG["train"]    # the default itself is untouched
+
+
+def test_a_resolved_config_holds_only_the_length_in_effect():
+    from reconad.config import validate_resolved
+
+    cfg = validate(apply_overrides(BASE, ["train.steps=7"]))
+    resolved = to_dict(cfg)
+    assert resolved["train"]["steps"] == 7 and resolved["train"]["epochs"] is None
+    assert to_dict(validate(resolved)) == resolved
+    # a config.yaml written before the length was given once holds both (steps was the length): it still loads
+    legacy = {**resolved, "train": {**resolved["train"], "epochs": 20}}
+    assert "sets both steps (7) and epochs (20)" in _error(legacy)
+    assert validate_resolved(legacy).train.steps == 7

@@ -7,7 +7,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from ..config import Config, validate
+from ..config import Config, validate_resolved
 from ..plugins import get_registry
 from ..registry import Registry
 from .checkpoint import CheckpointError, check_config_file, check_weights, load_checkpoint
@@ -52,7 +52,7 @@ def load_trained(checkpoint: str, device: str | torch.device = "auto", registry:
     config_file = os.path.join(run_folder(checkpoint), "config.yaml")
     if os.path.isfile(config_file):
         check_config_file(state, config_file, checkpoint)
-    cfg = validate(state["config"], registry)
+    cfg = validate_resolved(state["config"], registry)
     sig = state["signature"]
     model, _ = build_model(cfg.model, registry, sig["channels"], sig["image_size"])
     check_weights(model, state["model"], checkpoint)
