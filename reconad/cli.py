@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="test a trained checkpoint and write the report")
     add_run_arguments(p)
     p.set_defaults(func=_cmd_test)
-    p = sub.add_parser("predict", help="score images with a trained checkpoint (scores.csv + heatmaps)")
+    p = sub.add_parser("predict", help="score images with a trained checkpoint (scores.csv + heatmaps)",
+                       epilog="With an exported model instead of a run, without PyTorch: reconad predict --onnx "
+                              "model.onnx IMAGES... --out DIR [--skip-bad] [--batch-size N] [--provider NAME]")
     add_run_arguments(p, out="output folder", out_required=True)
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
@@ -241,7 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _onnx_predict(argv: Sequence[str]) -> bool:
+    return argv[:1] == ["predict"] and any(a == "--onnx" or a.startswith("--onnx=") for a in argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _onnx_predict(argv):   # before anything imports torch: a line PC may run exported models without it
+        from .deploy.inferencer import predict_command
+
+        return predict_command(argv[1:])
     from .config import ConfigError
     from .data.base import DataError
     from .engine import CheckpointError, RunError

@@ -73,10 +73,16 @@ class TrainConfig:
 @dataclass
 class TestConfig:
     batch_size: int = 64
-    threshold: Literal["quantile", "conformal"] = "quantile"   # the image threshold rule on held-out normal
-    #                                      scores (reconad.thresholds): quantile, or split-conformal at alpha
+    threshold: Literal["quantile", "conformal", "f1"] = "quantile"   # the image threshold rule
+    #                                      (reconad.thresholds): quantile or split-conformal at alpha on held-out
+    #                                      normal scores, or f1: the best F1 on the dataset's labelled validation
+    #                                      split (never the test set)
     threshold_quantile: float = 0.99     # quantile: threshold = this quantile of held-out normal scores
     alpha: float = 0.05                  # conformal: false-alarm rate on new normal images at most alpha
+    pixel_threshold: Literal["quantile", "area"] = "quantile"   # the pixel rule on held-out normal maps:
+    #                                      threshold_quantile of their pixels, or area: paper 004's rule (no
+    #                                      held-out map keeps a component of more than min_area pixels above it)
+    min_area: int = 10                   # area: pixels a connected component must exceed to count
     fpr_limit: float = 0.3               # AUPRO integration limit
     report_images: int = 6               # most / least anomalous test images in the report grid
 
@@ -221,6 +227,8 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
         errors.append(f"test.threshold_quantile: expected a value in (0, 1], got {test.threshold_quantile}")
     if test is not None and not 0.0 < test.alpha < 1.0:
         errors.append(f"test.alpha: expected a false-alarm rate in (0, 1), got {test.alpha}")
+    if test is not None and test.min_area < 0:
+        errors.append(f"test.min_area: expected a number of pixels >= 0, got {test.min_area}")
     seed, name = top.get("seed", 0), top.get("name", "reconad")
     if data is not None and "seed" not in raw["data"]:
         data.seed = seed  # one seed for the whole run unless the data section sets its own

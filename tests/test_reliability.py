@@ -361,7 +361,7 @@ def test_predict_tiles_stitch_the_maps_and_score_the_worst_tile(finished, tmp_pa
 
 
 def test_heatmap_names_mirror_the_inputs_and_never_leave_the_folder(tmp_path):
-    from reconad.engine.predict import _heatmap_path
+    from reconad._imagefiles import heatmap_path as _heatmap_path
 
     used: set[str] = set()
     got = [os.path.relpath(_heatmap_path(str(tmp_path), n, used), tmp_path)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .._imagefiles import DataError
+
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "DataError",
@@ -36,10 +38,6 @@ NORMAL = "good"
 
 # data.image_size where the images have no one square size of their own (and the config sets none)
 DEFAULT_IMAGE_SIZE = 64
-
-
-class DataError(ValueError):
-    """A dataset cannot be built from the given settings or files; the message says what to do."""
 
 
 @dataclass

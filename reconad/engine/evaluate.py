@@ -179,12 +179,14 @@ def _holdout_warnings(n: int, holdout: ScoreSet | None) -> list[str]:
 
 
 def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None = None, *,
-              rule: str = "quantile", alpha: float = 0.05) -> dict[str, Any]:
-    """Thresholds from held-out normal images only (never test labels): the ``quantile`` of their scores
-    (``rule="quantile"``) or the split-conformal threshold at false-alarm rate ``alpha`` (``"conformal"``,
-    ``reconad.thresholds.Conformal``), or the value a scorer fixes itself (``fixed``, by score name). The
-    pixel threshold is the ``quantile`` of the held-out maps' pixels."""
-    from ..thresholds import Conformal, Quantile
+              rule: str = "quantile", alpha: float = 0.05, validation: ScoreSet | None = None,
+              pixel_rule: str = "quantile", min_area: int = 10) -> dict[str, Any]:
+    """Image thresholds (``reconad.thresholds``), by ``rule``: the ``quantile`` of held-out normal scores, the
+    split-conformal threshold at false-alarm rate ``alpha`` on them (``"conformal"``), or the best F1 on the
+    labelled ``validation`` scores (``"f1"``; never the test set); a scorer's own value (``fixed``, by score
+    name) replaces its rule. The pixel threshold, by ``pixel_rule``: the ``quantile`` of the held-out maps'
+    pixels, or paper 004's connected-component rule (``"area"``, components of more than ``min_area``)."""
+    from ..thresholds import F1, Area, Conformal, Quantile
 
     n = int(holdout.primary.size)
     if n == 0:
@@ -194,20 +196,34 @@ def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None
         raise RunError(f"test.threshold=conformal with test.alpha={alpha} needs at least "
                        f"{Conformal.min_calibration(alpha)} held-out normal images, the dataset held out {n}; "
                        f"raise data.holdout_fraction or test.alpha")
-    make = (lambda: Conformal(alpha)) if rule == "conformal" else (lambda: Quantile(quantile))  # noqa: E731
+    if rule == "f1" and (validation is None or len(set(validation.labels.tolist())) != 2):
+        raise RunError("test.threshold=f1 needs the scores of a labelled validation split with normal and "
+                       "anomalous images; use test.threshold=quantile or conformal")
+
+    def fit(name: str) -> float:
+        if rule == "f1":
+            return float(F1().fit(validation.image[name], validation.labels).threshold_)
+        made = Conformal(alpha) if rule == "conformal" else Quantile(quantile)
+        return float(made.fit(holdout.image[name]).threshold_)
+
     out: dict[str, Any] = {
-        "method": ("split-conformal on held-out normal scores" if rule == "conformal"
-                   else "quantile of held-out normal scores"),
+        "method": {"conformal": "split-conformal on held-out normal scores",
+                   "f1": "best F1 on the labelled validation split"}.get(rule, "quantile of held-out normal scores"),
         **({"alpha": alpha} if rule == "conformal" else {"quantile": quantile}),
         "n_holdout": n,
-        "thresholds": {name: float(make().fit(holdout.image[name]).threshold_) for name in holdout.names},
+        "thresholds": {name: fit(name) for name in holdout.names},
     }
+    if rule == "f1":
+        out["n_validation"] = int(validation.labels.size)
     if fixed:
         out["thresholds"].update({n: float(v) for n, v in fixed.items()})
         out["fixed"] = sorted(fixed)
     out["threshold"] = out["thresholds"][holdout.names[0]]
     out["warnings"] = _holdout_warnings(out["n_holdout"], holdout)
-    if holdout.pixel is not None:
+    if holdout.pixel is not None and pixel_rule == "area":
+        out["pixel_threshold"] = float(Area(min_area).fit(holdout.pixel).threshold_)
+        out["pixel_rule"] = {"rule": "area", "min_area": min_area}
+    elif holdout.pixel is not None:
         out["pixel_threshold"] = float(np.quantile(holdout.pixel.astype(np.float64), quantile))
     return out
 

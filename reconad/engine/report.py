@@ -9,7 +9,6 @@ and the anomaly map on a colour bar with the pixel threshold outlined, a sortabl
 and the files skipped as unreadable."""
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import html
 import os
@@ -21,6 +20,7 @@ import torch
 
 from .. import __version__
 from .. import metrics as M
+from .._imagefiles import to_rgb, heat_overlay, write_score_rows
 from ..data.base import NORMAL
 from ..io import atomic_path, atomic_write, write_json, write_text
 from ..metrics.plots import plot_score_hist
@@ -31,34 +31,11 @@ __all__ = ["METRIC_MEANINGS", "heat_overlay", "per_defect", "run_facts", "thresh
            "write_report", "write_scores_csv"]
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> (H, W, 3)."""
-    img = np.clip(image, 0, 1)
-    img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
-    return img.transpose(1, 2, 0)
-
-
-def heat_overlay(image: np.ndarray, heat: np.ndarray, vmax: float, alpha: float = 0.5) -> np.ndarray:
-    """Blend a ``(H, W)`` anomaly map (scaled by ``vmax``, the held-out normal pixel threshold) over ``image``."""
-    from matplotlib import colormaps
-
-    norm = np.clip(heat / max(vmax, 1e-12) / 2.0, 0, 1)  # the threshold sits mid-scale
-    colour = colormaps["jet"](norm)[..., :3]
-    return (1 - alpha) * _rgb(image) + alpha * colour
-
-
 def write_scores_csv(path: str, scores: ScoreSet, threshold: float | None) -> None:
     """``path,score,label`` then ``defect``, ``predicted`` and one ``score_<name>`` column per extra scorer."""
-    extra = scores.names[1:]
-    with atomic_write(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "score", "label", "defect", "predicted", *[f"score_{n}" for n in extra]])
-        for i, p in enumerate(scores.paths):
-            s = float(scores.primary[i])
-            pred = "" if threshold is None else int(s > threshold)
-            label = "" if scores.labels.size == 0 or scores.labels[i] < 0 else int(scores.labels[i])
-            w.writerow([p, f"{s:.8g}", label, scores.defects[i] if scores.defects else "", pred,
-                        *[f"{float(scores.image[n][i]):.8g}" for n in extra]])
+    predicted = None if threshold is None else scores.primary > threshold
+    write_score_rows(path, scores.paths, {n: scores.image[n] for n in scores.names}, predicted, scores.labels,
+                     scores.defects)
 
 
 # One line per metric, in plain words, shown next to its value.
@@ -148,7 +125,7 @@ def _grid(path: str, model: ReconModel, dataset: Any, scores: ScoreSet, groups: 
                      f"{_short(str(it['path']))[-40:]})", fontsize=8, x=0.02, ha="left")
         axes = sub.subplots(1, len(cols))
         img = it["image"].numpy()
-        panels = [_rgb(img), _rgb(recon[r]), heat_overlay(img, heat[r], vmax)]
+        panels = [to_rgb(img), to_rgb(recon[r]), heat_overlay(img, heat[r], vmax)]
         if with_masks:
             panels.append(it["mask"][0].numpy())
         for c, panel in enumerate(panels):
@@ -306,6 +283,11 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
                 f"This value is fixed by the scorer itself, the method's own rule (its paper's gamma on scores "
                 f"min-max normalised over the scored set; see the plugin's README), not chosen on held-out "
                 f"images; the scorer's options give the label-free held-out threshold instead.")
+    elif calibration.get("n_validation") is not None:
+        text = (f"An image is flagged anomalous when its <code>{name}</code> score is above <b>{t:.4g}</b>: the "
+                f"threshold of the best F1 on the dataset's labelled validation split "
+                f"({calibration['n_validation']} images, never trained on, not the test set). It depends on the "
+                f"anomalies that split holds; no false-alarm rate is promised.")
     elif calibration.get("alpha") is not None:
         a, n = calibration["alpha"], calibration.get("n_holdout")
         text = (f"An image is flagged anomalous when its <code>{name}</code> score is above <b>{t:.4g}</b>: the "
@@ -318,8 +300,12 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
                 f"{q:g} quantile of the scores of {n} held-out normal images, never trained on; the test "
                 f"labels are never used. On normal images like them, expect about {100 * (1 - q):.2g}% to be "
                 f"flagged (false alarms).")
-    p = calibration.get("pixel_threshold")
-    if p is not None:
+    p, area = calibration.get("pixel_threshold"), calibration.get("pixel_rule", {}).get("min_area")
+    if p is not None and area is not None:
+        text += (f" A pixel counts as anomalous when its anomaly-map value is above <b>{p:.4g}</b> in a connected "
+                 f"region of more than {area} such pixels: the lowest value at which no held-out normal image "
+                 f"has such a region (the white outline on the maps below marks every pixel above it).")
+    elif p is not None:
         text += (f" A pixel counts as anomalous when its anomaly-map value is above <b>{p:.4g}</b>, a quantile "
                  f"of the held-out normal images' pixel values: the white outline on the maps below.")
     return f"<p>{text}</p>"

@@ -108,16 +108,18 @@ def prepare_data(cfg: Config, registry: Registry, log: Callable[[str], None] = s
     return splits
 
 
-def check_selectable(cfg: Config, splits: DatasetSplits) -> None:
-    """``train.select_every`` needs the dataset's labelled validation split with normal and anomalous images."""
+def check_selectable(cfg: Config, splits: DatasetSplits, key: str = "train.select_every",
+                     instead: str = "set train.select_every=0 to keep the last model") -> None:
+    """``train.select_every`` (and ``test.threshold=f1``: ``key``) needs the dataset's labelled validation split
+    with normal and anomalous images; ``instead`` says what to do without one."""
     val = splits.validation
+    what = f"{key}={cfg.train.select_every}" if key == "train.select_every" else key
     if val is None:
-        raise RunError(f"train.select_every={cfg.train.select_every}: dataset {cfg.data.name!r} gives no labelled "
-                       "validation split to select the model on (digits: set data.validation_normals and "
-                       "data.validation_anomalies_per_class); or set train.select_every=0 to keep the last model")
+        raise RunError(f"{what}: dataset {cfg.data.name!r} gives no labelled validation split (digits: set "
+                       f"data.validation_normals and data.validation_anomalies_per_class); or {instead}")
     labels = set(getattr(val, "labels", None) or (int(val[i]["label"]) for i in range(len(val))))
     if labels != {0, 1}:
-        raise RunError(f"train.select_every: dataset {cfg.data.name!r}'s validation split needs normal and anomalous "
+        raise RunError(f"{what}: dataset {cfg.data.name!r}'s validation split needs normal and anomalous "
                        f"images, it has labels {sorted(labels)}")
 
 
@@ -221,6 +223,8 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     splits = prepare_data(cfg, registry, log) if splits is None else splits
     if cfg.train.select_every:
         check_selectable(cfg, splits)
+    if cfg.test.threshold == "f1":
+        check_selectable(cfg, splits, "test.threshold=f1", "use test.threshold=quantile or conformal")
     model, objective = build_model(cfg.model, registry, splits.channels, splits.image_size)
     device = runtime.device
     model.to(device)
@@ -336,8 +340,11 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             fit_references(model, splits.holdout, device, cfg.test.batch_size)   # scales some scorers keep
             holdout = score_dataset(model, splits.holdout, device, cfg.test.batch_size, keep_masks=False,
                                     where="held-out normal images")
+            validation = (score_dataset(model, splits.validation, device, cfg.test.batch_size, keep_masks=False,
+                                        where="validation images") if cfg.test.threshold == "f1" else None)
             calibration = calibrate(holdout, cfg.test.threshold_quantile, fixed_thresholds(model),
-                                    rule=cfg.test.threshold, alpha=cfg.test.alpha)
+                                    rule=cfg.test.threshold, alpha=cfg.test.alpha, validation=validation,
+                                    pixel_rule=cfg.test.pixel_threshold, min_area=cfg.test.min_area)
         save(True, calibration)
     else:
         save(False)
