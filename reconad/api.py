@@ -475,6 +475,13 @@ class Detector:
                             "give no pixel maps")
         return self.pixel_threshold_rule_.predict(self.anomaly_map(X))
 
+    def export(self, path: str | os.PathLike, **options: Any) -> Any:
+        """Export to ONNX with its parity checked: ``reconad.deploy.export_onnx(self, path, **options)``
+        (``opset``, ``dynamic_batch``, ``sample``, ``tolerance``); returns its ``ExportReport``."""
+        from .deploy import export_onnx
+
+        return export_onnx(self, path, **options)
+
     # --- saving and loading
 
     def save(self, path: str | os.PathLike) -> str:

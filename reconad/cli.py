@@ -1,4 +1,4 @@
-"""The ``reconad`` command: run, train, test, predict, video, plugins, info (and subcommands plugins add)."""
+"""The ``reconad`` command: run, train, test, predict, video, export, plugins, info (and subcommands plugins add)."""
 from __future__ import annotations
 
 import argparse
@@ -151,6 +151,17 @@ def component_lines(reg: Any) -> list[str]:
     return lines
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .api import Detector
+
+    report = Detector.load(args.run, device="cpu").export(args.out, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                                                          tolerance=args.tolerance)
+    print(f"onnx: {report.path}\nparity: {report.n_images} images ({report.sample}), max |score diff| "
+          f"{report.max_abs_score_diff:.3g}, max |map diff| {report.max_abs_map_diff:.3g}, decisions identical: "
+          f"{report.decisions_identical}; report: {report.report}")
+    return 0
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import get_registry
 
@@ -231,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="one 0/1 per frame (.txt/.csv, last field; or .npy)")
     p.add_argument("--batch-size", type=int, default=64, help="units scored at once (default 64)")
     p.set_defaults(func=_cmd_video)
+    p = sub.add_parser("export", help="export a run or a Detector.save file to ONNX, parity checked (docs/deploy.md)")
+    p.add_argument("run", metavar="RUN_OR_ARTIFACT", help="a run folder, its checkpoint.pt, or a Detector.save file")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="the only format: onnx")
+    p.add_argument("--out", required=True, help="the .onnx file to write (export_report.json goes beside it)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default and minimum 18)")
+    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
+                   help="a dynamic batch dimension (default); --no-dynamic-batch fixes it to 1")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="parity tolerance, relative to max |score|")
+    p.set_defaults(func=_cmd_export)
     p = sub.add_parser("plugins", help="every registered component by kind, with its plugin")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)
