@@ -12,6 +12,8 @@ __all__ = ["main"]
 
 
 def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
+    from .commands import add_quiet_argument
+
     p.add_argument("config", nargs="?" if optional else None, default=None,
                    help="YAML config (default: the built-in textures config)" if optional else "YAML config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -22,6 +24,7 @@ def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, such an --out is refused)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
+    add_quiet_argument(p)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -186,12 +189,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import platform
 
     import pluggy
+    import torch
 
     from . import __version__
     from .ops import extension_info
 
     info = extension_info()
-    info = {"reconad": __version__, "python": platform.python_version(), "pluggy": pluggy.__version__, **info}
+    info = {"reconad": __version__, "python": platform.python_version(), "pluggy": pluggy.__version__, **info,
+            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -199,6 +204,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"reconad {info['reconad']}  python {info['python']}  torch {info['torch']} "
           f"(CUDA {info['torch_cuda'] or 'none'})  pluggy {info['pluggy']}")
     print(f"GPU: {info['gpu'] or 'none visible'}")
+    print(f"CPU threads: {info['threads']} (inter-op {info['interop_threads']}; train.threads sets them per run)")
     print(f"extension: {'loaded from ' + str(ext['path']) if ext['loaded'] else 'not loaded'}"
           f"{' (built with CUDA kernels)' if ext['built_with_cuda'] else ''}")
     if ext["error"]:
@@ -211,9 +217,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import add_run_arguments
+    from .commands import add_quiet_argument, add_run_arguments
 
     parser = argparse.ArgumentParser(prog="reconad", description="Reconstruction-based visual anomaly detection.")
+    add_quiet_argument(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("run", help="train, then test and write the report")
     _config_args(p, optional=True)
@@ -291,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .engine.progress import set_mode
+
+    before = set_mode("quiet") if getattr(args, "quiet", False) else None
     try:
         return int(args.func(args) or 0)
     except (ConfigError, DataError, CheckpointError, RunError, BuildError, RegistryError) as exc:
@@ -299,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"reconad {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if before is not None:
+            set_mode(before)
 
 
 if __name__ == "__main__":

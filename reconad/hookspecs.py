@@ -196,7 +196,11 @@ def reconad_register_datasets(register: Register) -> None:
     ``path`` and ``defect`` (see docs/datasets.md); thresholds are chosen on ``holdout``. The optional ``validation``
     split (labelled normal and anomalous images, disjoint from ``train`` and ``test``; default None) is
     what ``train.select_every`` selects the model on; leave it None when the dataset has no spare
-    anomalies. Example::
+    anomalies. ``settings.image_size`` may be None: resize to ``reconad.data.base.image_size(settings, own)``,
+    where ``own`` is the side your training images share (``own_size(sizes)`` finds it; None when they have no
+    one square size: 64 is used), and return ``own`` as ``DatasetSplits(own_size=...)``; the trainer then says
+    once what it did and, when the model cannot take that size, rebuilds the data at the nearest size it takes.
+    Example::
 
         from reconad.data import DatasetSplits, DataSettings
 

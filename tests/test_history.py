@@ -224,6 +224,7 @@ def test_reconad_report_on_a_train_only_folder_names_what_is_missing(tiny_raw, t
 
     out = tmp_path / "run"
     _run(apply_overrides(tiny_raw, ["train.steps=2", "train.batch_size=8"]), out)
+    capsys.readouterr()                                   # training's own lines
     assert main(["report", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"reconad report: error: {str(out)!r} lacks metrics.json, scores.csv; expected a "

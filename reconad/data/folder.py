@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from .._imagefiles import GREY_MODES
 from .._imagefiles import image_extensions, read_array
 from .base import NORMAL, DataError, DatasetSplits, DataSettings, check_settings, holdout_count, \
-    resize_images, resize_masks
+    image_size, own_size, resize_images, resize_masks
 
 __all__ = ["FolderDataset", "folder", "image_extensions", "read_image", "read_mask"]
 
@@ -161,7 +161,10 @@ def folder(settings: DataSettings) -> DatasetSplits:
             modes.add(mode)
         return size
 
-    train = [Record(str(f), 0, NORMAL, None) for f in train_files if probe(f, "image") is not None]
+    train_sizes = {f: probe(f, "image") for f in train_files}
+    train = [Record(str(f), 0, NORMAL, None) for f, size in train_sizes.items() if size is not None]
+    own = own_size(size for size in train_sizes.values() if size is not None)
+    side = image_size(settings, own)
     test: list[Record] = []
     for f, defect in test_files:
         size = probe(f, "image")
@@ -188,8 +191,8 @@ def folder(settings: DataSettings) -> DatasetSplits:
     n_hold = holdout_count(len(train), settings.holdout_fraction, f"folder {train_dir}")
     held = set(rng.permutation(len(train))[:n_hold].tolist())
     channels = settings.channels or (1 if modes <= GREY_MODES else 3)
-    ds = lambda rs: FolderDataset(rs, channels, settings.image_size)  # noqa: E731
+    ds = lambda rs: FolderDataset(rs, channels, side)  # noqa: E731
     return DatasetSplits(train=ds([r for i, r in enumerate(train) if i not in held]),
                          holdout=ds([r for i, r in enumerate(train) if i in held]),
-                         test=ds(test), channels=channels, image_size=settings.image_size,
+                         test=ds(test), channels=channels, image_size=side, own_size=own,
                          has_masks=has_masks, skipped=skipped)

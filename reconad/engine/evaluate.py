@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from .. import metrics as M
 from ..components import Scorer
 from ..model import ReconModel
+from .progress import ScoreProgress
 from .runtime import RunError
 
 __all__ = ["MIN_HOLDOUT", "ScoreSet", "batch_scores", "calibrate", "check_finite", "compute_metrics", "finalize_scores",
@@ -135,6 +136,7 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
     parts_of: dict[str, list[str]] = {}
     pixel: list[np.ndarray] = []
     labels, masks, paths, defects = [], [], [], []
+    bar = ScoreProgress(where, len(dataset) if hasattr(dataset, "__len__") else None)
     try:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                             generator=torch.Generator())  # leaves the global RNG alone
@@ -151,7 +153,9 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
                 masks.append((batch["mask"][:, 0] > 0.5).numpy().astype(np.uint8))
             paths += list(batch["path"])
             defects += list(batch["defect"])
+            bar.update(x.shape[0])
     finally:
+        bar.close()
         model.train(was_training)
     cat = lambda xs: np.concatenate(xs) if xs else None  # noqa: E731
     names = list(image) or list(model.scorer_names)

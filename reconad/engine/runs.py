@@ -26,8 +26,9 @@ from .evaluate import compute_metrics, score_dataset
 from .history import HISTORY
 from .report import write_report
 from .checkpoint import CheckpointError, load_checkpoint
-from .runtime import RunError, setup_runtime
-from .trainer import CHECKPOINT, TrainResult, train
+from .progress import say
+from .runtime import RunError, apply_threads, setup_runtime
+from .trainer import CHECKPOINT, TrainResult, prepare_data, train
 
 __all__ = ["OutDir", "RunResult", "claim_out_dir", "default_out_dir", "run"]
 
@@ -149,21 +150,23 @@ def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any
 
 def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: bool = False,
         overwrite: bool = False, registry: Registry | None = None, stop_after_steps: int | None = None,
-        log: Callable[[str], None] = print) -> RunResult:
+        log: Callable[[str], None] = say) -> RunResult:
     """Train ``cfg`` (resuming when asked), then test it and write the report (``test=False``: train only).
     ``out_dir`` must be new or empty unless ``resume`` or ``overwrite`` (see ``claim_out_dir``)."""
     registry = registry or get_registry()
+    apply_threads(cfg.train.threads)
     runtime = setup_runtime(cfg.train.device)
     out_dir = out_dir or default_out_dir(cfg.name)
     if runtime.is_main:
         claim_out_dir(out_dir, resume=resume, overwrite=overwrite)
     runtime.barrier()
+    splits = prepare_data(cfg, registry, log if runtime.is_main else lambda _: None)   # config.yaml: its size
     with OutDir(out_dir):
         if runtime.is_main and not resume:   # on resume, once the checkpoint proved to fit the config
             _write_config(out_dir, cfg)
         try:
             result = train(cfg, out_dir, runtime, registry, resume=resume, stop_after_steps=stop_after_steps,
-                           log=log)
+                           log=log, splits=splits)
         except BaseException:
             if runtime.is_main and not resume and not _trained_anything(out_dir):
                 _clear(out_dir)   # nothing trained (the folder was free, see claim_out_dir): leave no folder

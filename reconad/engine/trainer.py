@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -20,14 +19,16 @@ from ..components import Objective, StepContext
 from ..config import Config, TrainConfig, to_dict
 from ..data.base import DatasetSplits
 from ..metrics import auroc
-from ..model import ReconModel, build_model
+from ..model import ReconModel, build_model, nearest_size
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
 from .evaluate import calibrate, check_finite, fit_references, fixed_thresholds, score_dataset
 from .history import History, LogRun, build_loggers
+from .progress import TrainProgress, length_line, say
 from .runtime import RunError, Runtime, seed_everything
 
-__all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
+__all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "prepare_data",
+           "train"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -84,6 +85,27 @@ def build_data(cfg: Config, registry: Registry) -> DatasetSplits:
     splits = registry.get("dataset", cfg.data.name).factory(cfg.data, **cfg.data_options)
     if len(splits.train) == 0:
         raise RunError(f"dataset {cfg.data.name!r} has no training images (data.root={cfg.data.root!r})")
+    return splits
+
+
+def prepare_data(cfg: Config, registry: Registry, log: Callable[[str], None] = say) -> DatasetSplits:
+    """The run's data at the size the model takes, said once: ``data.image_size: null`` is the training images'
+    own size (or the nearest size the model builds for); a size that resizes images of one own size says so.
+    ``cfg.data.image_size`` is set to the size used (config.yaml and the checkpoint record it)."""
+    splits = build_data(cfg, registry)
+    asked, own, size = cfg.data.image_size, splits.own_size, splits.image_size
+    if asked is None:
+        fitted = nearest_size(cfg.model, registry, splits.channels, size)
+        if fitted != size:
+            log(f"data.image_size: the model does not take {size}x{size} inputs; using {fitted}x{fitted}, the "
+                "nearest size it takes (set data.image_size to choose)")
+            cfg.data.image_size = fitted
+            return build_data(cfg, registry)
+        log(f"data.image_size: {size}, the training images' own size" if own == size else
+            f"data.image_size: {size} (the training images have no one square size; set data.image_size)")
+    elif own is not None and own != asked:
+        log(f"data.image_size: {asked} resizes the {own}x{own} training images (null keeps their own size)")
+    cfg.data.image_size = size
     return splits
 
 
@@ -203,7 +225,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, resume: bool = False,
-          stop_after_steps: int | None = None, log: Callable[[str], None] = print,
+          stop_after_steps: int | None = None, log: Callable[[str], None] = say,
           splits: DatasetSplits | None = None) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (checkpoint.pt there), resuming from it when ``resume``.
 
@@ -214,7 +236,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     t0 = time.perf_counter()
     loggers = build_loggers(cfg.train.loggers, registry) if runtime.is_main else []   # unknown names: before data
     seed_everything(cfg.seed)
-    splits = build_data(cfg, registry) if splits is None else splits
+    splits = prepare_data(cfg, registry, log) if splits is None else splits
     if cfg.train.select_every:
         check_selectable(cfg, splits)
     if cfg.test.threshold == "f1":
@@ -280,19 +302,14 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     history = History(loggers, tc.log_every_steps, steps_per_epoch, optimizers, state.get("history"))
     history.start(LogRun(out_dir, resolved, step if resume else None))   # unwritable: before training
     validating = runtime.is_main and not selection.every and _labels(splits.validation) == {0, 1}
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=step, disable=not (tc.progress and runtime.is_main), unit="step",
-               dynamic_ncols=True, desc=f"train {cfg.name}",
-               mininterval=0.2 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
-    seen, t_images = 0, time.perf_counter()
+    bar = TrainProgress(cfg.name, total, steps_per_epoch, step, objective, enabled=tc.progress and runtime.is_main)
     stop_at = total if stop_after_steps is None else min(total, step + stop_after_steps)
     every_s, last_save = tc.checkpoint_minutes * 60.0, time.monotonic()
     model.train()
     stops = _StopSignals().__enter__()   # before the line that says so
     try:
         if runtime.is_main and step < stop_at:
+            log(length_line(total, steps_per_epoch, batch))
             log(f"training steps {step}..{total} of {cfg.name}; checkpoint {ckpt_path} "
                 + (f"every {tc.checkpoint_minutes:g} min, " if every_s else "")
                 + (f"every {tc.checkpoint_every} steps, " if tc.checkpoint_every else "")
@@ -316,9 +333,9 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                                    f"{', '.join(f'{k}={v:.4g}' for k, v in logs.items())}; lower train.lr "
                                    f"(now {tc.lr}) or set train.grad_clip")
                 step += 1
-                seen += batch["image"].shape[0] * runtime.world_size
                 stage = objective.stage(step - 1, steps_per_epoch)
                 history.step(step, stage, logs, batch["image"].shape[0] * runtime.world_size)
+                bar.update(step, logs, batch["image"].shape[0] * runtime.world_size)
                 if selection.due(step, steps_per_epoch, total) and runtime.is_main:
                     p = selection.score(model, splits.validation, device, cfg.test.batch_size, step,
                                         step // steps_per_epoch)
@@ -327,10 +344,6 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                 elif validating and (step % steps_per_epoch == 0 or step == total):
                     p = validation_point(model, splits.validation, device, cfg.test.batch_size, step, 0)
                     history.validation(step, stage, {"auroc": p["validation_auroc"]})
-                if bar.n < step:
-                    bar.update(step - bar.n)
-                    rate = seen / max(time.perf_counter() - t_images, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{rate:.0f}", refresh=False)
                 if stops.signum is not None and step < total:
                     log(f"{signal.Signals(stops.signum).name}: step {step} done, writing the checkpoint")
                     save(False)
