@@ -277,16 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _onnx_predict(argv: Sequence[str]) -> bool:
-    return argv[:1] == ["predict"] and any(a == "--onnx" or a.startswith("--onnx=") for a in argv)
+def _onnx_predict(argv: Sequence[str]) -> list[str] | None:
+    """``predict --onnx ...``'s own arguments (a ``-q`` before ``predict`` moved after it), else None."""
+    quiet = [a for a in argv[:argv.index("predict")] if a in ("-q", "--quiet")] if "predict" in argv else []
+    rest = argv[len(quiet):]
+    if rest[:1] == ["predict"] and any(a == "--onnx" or a.startswith("--onnx=") for a in rest):
+        return rest[1:] + quiet
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if _onnx_predict(argv):   # before anything imports torch: a line PC may run exported models without it
+    onnx_args = _onnx_predict(argv)
+    if onnx_args is not None:   # before anything imports torch: a line PC may run exported models without it
         from .deploy.inferencer import predict_command
 
-        return predict_command(argv[1:])
+        return predict_command(onnx_args)
     from .config import ConfigError
     from .data.base import DataError
     from .engine import CheckpointError, RunError

@@ -299,7 +299,7 @@ def test_runs_where_torch_cannot_be_imported(models, tmp_path):
         from reconad.deploy import OnnxInferencer
         from reconad.cli import main
         scores = OnnxInferencer({path!r}).decision_function({str(tmp_path / "imgs")!r}).tolist()
-        rc = main(["predict", "--onnx", {path!r}, {str(tmp_path / "imgs")!r}, "--out", {str(tmp_path / "out")!r}])
+        rc = main(["-q", "predict", "--onnx", {path!r}, {str(tmp_path / "imgs")!r}, "--out", {str(tmp_path / "out")!r}])
         assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
         print(json.dumps({{"scores": scores, "rc": rc}}))
     """)
@@ -308,3 +308,13 @@ def test_runs_where_torch_cannot_be_imported(models, tmp_path):
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got["rc"] == 0 and (tmp_path / "out" / "scores.csv").is_file()
     np.testing.assert_allclose(got["scores"], want, rtol=0, atol=0)
+
+
+def test_onnx_predict_is_routed_with_a_quiet_flag_on_either_side():
+    from reconad.cli import _onnx_predict
+
+    tail = ["--onnx", "m.onnx", "imgs", "--out", "o"]
+    assert _onnx_predict(["-q", "predict", *tail]) == [*tail, "-q"]
+    assert _onnx_predict(["predict", *tail, "-q"]) == [*tail, "-q"]
+    assert _onnx_predict(["predict", "runs/x", "imgs", "--out", "o"]) is None
+    assert _onnx_predict(["run", "--onnx"]) is None

@@ -328,11 +328,12 @@ def predict_command(argv: Sequence[str]) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="images per ONNX Runtime run (default 32)")
     p.add_argument("--provider", action="append", default=None, metavar="NAME",
                    help="ONNX Runtime execution provider, in order of preference (default CPUExecutionProvider)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the result lines")
     args = p.parse_args(list(argv))
     try:
         inferencer = OnnxInferencer(args.onnx, providers=args.provider, batch_size=args.batch_size)
         files = predict_files(inferencer, args.images, args.out, skip_bad=args.skip_bad,
-                              log=lambda s: print(s, file=sys.stderr))
+                              log=(lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr)))
     except (DataError, ValueError) as exc:
         print(f"reconad predict: error: {exc}", file=sys.stderr)
         return 2
