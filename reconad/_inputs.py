@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .data.base import DataError, DatasetSplits, TensorImageDataset, holdout_count, resize_images, to_channels
+from ._imagefiles import GREY_MODES, DataError, array_images, check_values, image_names
+from .data.base import DatasetSplits, TensorImageDataset, holdout_count, resize_images, to_channels
 
 __all__ = ["Images", "as_images", "is_mvtec_folder", "split_normals"]
 
@@ -66,42 +67,9 @@ class _Items(Dataset):
                 "defect": "good"}
 
 
-def _check_values(a: np.ndarray | torch.Tensor, what: str) -> None:
-    """Floats must be finite and in [0, 1]; the error names how many are not and where the first is."""
-    t = torch.as_tensor(a)
-    bad = ~torch.isfinite(t)
-    if bool(bad.any()):
-        first = tuple(int(v) for v in torch.nonzero(bad)[0])
-        raise DataError(f"{what}: {int(bad.sum())} value(s) are NaN or inf (the first at index {first}); "
-                        "images must be finite")
-    lo, hi = float(t.min()), float(t.max())
-    if lo < 0.0 or hi > 1.0:
-        raise DataError(f"{what}: float images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; divide "
-                        "8-bit images by 255 or pass them as uint8")
-
-
 def _from_array(x: np.ndarray) -> Images:
-    what = f"numpy array {tuple(x.shape)} {x.dtype}"
-    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
-        hint = ""
-        if x.ndim == 2:
-            hint = "; one image? pass X[None]"
-        elif x.ndim == 4 and x.shape[1] in (1, 3):
-            hint = "; channels first? pass X.transpose(0, 2, 3, 1)"
-        raise DataError(f"X: expected images (N, H, W) or (N, H, W, C) with C = 1 or 3, got a {what}{hint}")
-    if x.shape[0] == 0:
-        raise DataError(f"X is empty ({what}): expected at least one image")
-    if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.floating):
-        _check_values(x, f"X ({what})")        # before reshaping: the index is in X's own coordinates
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
-    elif np.issubdtype(x.dtype, np.floating):
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(0, 3, 1, 2)
-    else:
-        raise DataError(f"X: expected uint8 images or floats in [0, 1], got dtype {x.dtype} ({what})")
-    return _from_tensor(t.contiguous(), what, checked=True)
+    arr, what = array_images(x)
+    return _from_tensor(torch.from_numpy(arr), what, checked=True)
 
 
 def _from_tensor(t: torch.Tensor, what: str | None = None, checked: bool = False) -> Images:
@@ -113,7 +81,7 @@ def _from_tensor(t: torch.Tensor, what: str | None = None, checked: bool = False
     if not checked:
         if not t.is_floating_point():
             raise DataError(f"X: a torch tensor must hold floats in [0, 1], got {what}")
-        _check_values(t, f"X ({what})")
+        check_values(t.detach().float().cpu().numpy(), f"X ({what})")
     t = t.detach().float().cpu()
     n, c, h, w = t.shape
     return Images(n, h, w, c, lambda i, ch: t[i] if ch == c else to_channels(t[i:i + 1], ch)[0],
@@ -123,7 +91,7 @@ def _from_tensor(t: torch.Tensor, what: str | None = None, checked: bool = False
 def _from_paths(paths: list[str], what: str) -> Images:
     from PIL import Image
 
-    from .data.folder import _GREY_MODES, read_image
+    from .data.folder import read_image
 
     sizes: dict[tuple[int, int], str] = {}
     modes: set[str] = set()
@@ -142,7 +110,7 @@ def _from_paths(paths: list[str], what: str) -> Images:
             raise DataError(f"X: images of mixed sizes: {p1} is {s1[0]}x{s1[1]} but {p2} is {s2[0]}x{s2[1]}; "
                             "every image of X must have one size (resize them first, or score them separately)")
     (w, h), = sizes
-    channels = 1 if modes <= _GREY_MODES else 3
+    channels = 1 if modes <= GREY_MODES else 3
     return Images(len(paths), h, w, channels, lambda i, ch: read_image(paths[i], ch), list(paths), what,
                   convertible=True)
 
@@ -190,8 +158,6 @@ def as_images(x: object) -> Images:
     if x is None:
         raise DataError(f"X is None: expected {EXPECTED}")
     if isinstance(x, (str, os.PathLike)):
-        from .engine.predict import image_names
-
         if not os.path.exists(x):
             raise DataError(f"X: {os.fspath(x)!r} does not exist (expected a folder of images or an image file)")
         paths = [path for path, _ in image_names([os.fspath(x)])]

@@ -35,12 +35,12 @@ import torch.nn.functional as F
 
 from . import __version__
 from ._inputs import Images, as_images, is_mvtec_folder, split_normals
-from .config import Config, ConfigError, apply_overrides, layer, load_raw, to_dict, validate
-from .data.base import DataError, DatasetSplits
+from .config import Config, ConfigError, apply_overrides, layer, load_raw, to_dict, validate, validate_resolved
+from .data.base import DEFAULT_IMAGE_SIZE, DataError, DatasetSplits
 from .engine.checkpoint import CheckpointError
 from .engine.evaluate import ScoreSet, fixed_thresholds, score_dataset
-from .engine.runtime import setup_runtime
-from .engine.trainer import build_data, train
+from .engine.runtime import apply_threads, setup_runtime
+from .engine.trainer import build_data, prepare_data, train
 from .io import atomic_path
 from .registry import Registry
 from .thresholds import Conformal, F1, Fixed, Quantile, ThresholdRule, conformal_p_values, make_rule
@@ -323,6 +323,7 @@ class Detector:
         raw["data"] = data
         cfg = validate(raw)
         channels = cfg.data.channels or images.channels
+        cfg.data.image_size = cfg.data.image_size or DEFAULT_IMAGE_SIZE     # X's images are not square
         splits = split_normals(images, channels, cfg.data.image_size, cfg.data.holdout_fraction, cfg.data.seed,
                                calibration=cal)
         return cfg, splits, images.what + ("" if cal is None else f", calibrated on {cal.what}")
@@ -340,7 +341,8 @@ class Detector:
         registry = get_registry()
         cfg, splits, what = self._resolve(X, calibration)
         if splits is None:
-            splits = build_data(cfg, registry)
+            splits = prepare_data(cfg, registry)
+        apply_threads(cfg.train.threads)
         runtime = setup_runtime(cfg.train.device)
         out = self.out_dir or tempfile.mkdtemp(prefix="reconad-detector-")
         try:
@@ -473,6 +475,13 @@ class Detector:
                             "give no pixel maps")
         return self.pixel_threshold_rule_.predict(self.anomaly_map(X))
 
+    def export(self, path: str | os.PathLike, **options: Any) -> Any:
+        """Export to ONNX with its parity checked: ``reconad.deploy.export_onnx(self, path, **options)``
+        (``opset``, ``dynamic_batch``, ``sample``, ``tolerance``); returns its ``ExportReport``."""
+        from .deploy import export_onnx
+
+        return export_onnx(self, path, **options)
+
     # --- saving and loading
 
     def save(self, path: str | os.PathLike) -> str:
@@ -527,7 +536,7 @@ class Detector:
         header, tensors = _read_artifact(path)
         _check_plugins(path, header, registry)
         try:
-            cfg = validate(header["config"], registry)
+            cfg = validate_resolved(header["config"], registry)
         except ConfigError as exc:
             raise ArtifactError(f"{path}: its config does not validate with the installed plugins: {exc}") from None
         dev = setup_runtime(device).device

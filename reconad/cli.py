@@ -1,4 +1,5 @@
-"""The ``reconad`` command: run, train, test, predict, video, benchmark, plugins, info (and subcommands plugins add)."""
+"""The ``reconad`` command: run, train, test, report, predict, video, export, benchmark, plugins, info (and
+subcommands plugins add)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,8 @@ __all__ = ["main"]
 
 
 def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
+    from .commands import add_quiet_argument
+
     p.add_argument("config", nargs="?" if optional else None, default=None,
                    help="YAML config (default: the built-in textures config)" if optional else "YAML config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -21,6 +24,7 @@ def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, such an --out is refused)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
+    add_quiet_argument(p)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -94,6 +98,15 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .engine import run_folder
+    from .engine.report import rebuild_report
+
+    files = rebuild_report(run_folder(args.run))
+    print(f"report: {files['report']}" + (f"\ncurves: {files['curves']}" if "curves" in files else ""))
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine import predict
 
@@ -164,6 +177,17 @@ def component_lines(reg: Any) -> list[str]:
     return lines
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .api import Detector
+
+    report = Detector.load(args.run, device="cpu").export(args.out, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                                                          tolerance=args.tolerance)
+    print(f"onnx: {report.path}\nparity: {report.n_images} images ({report.sample}), max |score diff| "
+          f"{report.max_abs_score_diff:.3g}, max |map diff| {report.max_abs_map_diff:.3g}, decisions identical: "
+          f"{report.decisions_identical}; report: {report.report}")
+    return 0
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import get_registry
 
@@ -181,12 +205,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import platform
 
     import pluggy
+    import torch
 
     from . import __version__
     from .ops import extension_info
 
     info = extension_info()
-    info = {"reconad": __version__, "python": platform.python_version(), "pluggy": pluggy.__version__, **info}
+    info = {"reconad": __version__, "python": platform.python_version(), "pluggy": pluggy.__version__, **info,
+            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -194,6 +220,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"reconad {info['reconad']}  python {info['python']}  torch {info['torch']} "
           f"(CUDA {info['torch_cuda'] or 'none'})  pluggy {info['pluggy']}")
     print(f"GPU: {info['gpu'] or 'none visible'}")
+    print(f"CPU threads: {info['threads']} (inter-op {info['interop_threads']}; train.threads sets them per run)")
     print(f"extension: {'loaded from ' + str(ext['path']) if ext['loaded'] else 'not loaded'}"
           f"{' (built with CUDA kernels)' if ext['built_with_cuda'] else ''}")
     if ext["error"]:
@@ -206,9 +233,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import add_run_arguments
+    from .commands import add_quiet_argument, add_run_arguments
 
     parser = argparse.ArgumentParser(prog="reconad", description="Reconstruction-based visual anomaly detection.")
+    add_quiet_argument(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("run", help="train, then test and write the report")
     _config_args(p, optional=True)
@@ -219,7 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="test a trained checkpoint and write the report")
     add_run_arguments(p)
     p.set_defaults(func=_cmd_test)
-    p = sub.add_parser("predict", help="score images with a trained checkpoint (scores.csv + heatmaps)")
+    p = sub.add_parser("report", help="write report.html and curves.png again from a run folder's files "
+                                      "(nothing is trained or scored)")
+    p.add_argument("run", metavar="RUN", help="a tested run folder (the --out of `reconad run`) or its checkpoint.pt")
+    p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("predict", help="score images with a trained checkpoint (scores.csv + heatmaps)",
+                       epilog="With an exported model instead of a run, without PyTorch: reconad predict --onnx "
+                              "model.onnx IMAGES... --out DIR [--skip-bad] [--batch-size N] [--provider NAME]")
     add_run_arguments(p, out="output folder", out_required=True)
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and list them")
@@ -246,6 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the first seed and class, the suite's quick overrides")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (sets train.device)")
     p.set_defaults(func=_cmd_benchmark)
+    p = sub.add_parser("export", help="export a run or a Detector.save file to ONNX, parity checked (docs/deploy.md)")
+    p.add_argument("run", metavar="RUN_OR_ARTIFACT", help="a run folder, its checkpoint.pt, or a Detector.save file")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="the only format: onnx")
+    p.add_argument("--out", required=True, help="the .onnx file to write (export_report.json goes beside it)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default and minimum 18)")
+    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
+                   help="a dynamic batch dimension (default); --no-dynamic-batch fixes it to 1")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="parity tolerance, relative to max |score|")
+    p.set_defaults(func=_cmd_export)
     p = sub.add_parser("plugins", help="every registered component by kind, with its plugin")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)
@@ -258,7 +301,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _onnx_predict(argv: Sequence[str]) -> list[str] | None:
+    """``predict --onnx ...``'s own arguments (a ``-q`` before ``predict`` moved after it), else None."""
+    quiet = [a for a in argv[:argv.index("predict")] if a in ("-q", "--quiet")] if "predict" in argv else []
+    rest = argv[len(quiet):]
+    if rest[:1] == ["predict"] and any(a == "--onnx" or a.startswith("--onnx=") for a in rest):
+        return rest[1:] + quiet
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    onnx_args = _onnx_predict(argv)
+    if onnx_args is not None:   # before anything imports torch: a line PC may run exported models without it
+        from .deploy.inferencer import predict_command
+
+        return predict_command(onnx_args)
     from .config import ConfigError
     from .data.base import DataError
     from .benchmark import BenchmarkError, SuiteError
@@ -271,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .engine.progress import set_mode
+
+    before = set_mode("quiet") if getattr(args, "quiet", False) else None
     try:
         return int(args.func(args) or 0)
     except (ConfigError, DataError, CheckpointError, RunError, BuildError, RegistryError, BenchmarkError,
@@ -280,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"reconad {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if before is not None:
+            set_mode(before)
 
 
 if __name__ == "__main__":

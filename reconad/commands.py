@@ -15,7 +15,7 @@ from typing import Any
 
 from .engine import Trained, load_trained, run_folder
 
-__all__ = ["add_device_argument", "add_run_arguments", "load_run", "out_folder"]
+__all__ = ["add_device_argument", "add_quiet_argument", "add_run_arguments", "load_run", "out_folder"]
 
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N (default: auto)"
 
@@ -25,6 +25,13 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str | None = "
     parser.add_argument("--device", default=default,
                         help=DEVICE_HELP if default == "auto" else "auto, cpu, cuda or cuda:N (default: the "
                                                                    "config's train.device)")
+
+
+def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
+    """``--quiet/-q``: no progress bars or progress lines, only errors and the command's result lines. Given
+    before or after the command name (``reconad -q run`` or ``reconad run -q``)."""
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print only errors and the final result lines (no progress)")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, optional: bool = False, out: str | None = None,
@@ -40,6 +47,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, optional: bool = False
     parser.add_argument("--out", required=out_required, default=None,
                         help=out or "output folder (default: the run folder)")
     add_device_argument(parser, None if optional else "auto")
+    add_quiet_argument(parser)
 
 
 def load_run(args: argparse.Namespace, registry: Any = None) -> Trained:

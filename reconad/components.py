@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Features", "MemoryRead", "Objective", "Scorer", "Scores", "StepContext"]
+__all__ = ["Features", "HistoryRow", "LogRun", "Logger", "MemoryRead", "Objective", "Scorer", "Scores", "StepContext"]
 
 Features = Any  # a tensor, or a list of tensors for multi-scale features
 
@@ -143,4 +144,43 @@ class Objective:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class HistoryRow(NamedTuple):
+    """One figure of the training history (a row of ``history.csv``): after optimiser step ``step`` (steps done),
+    ``epoch`` = step / steps per epoch, the objective's ``stage`` then, ``scope`` ``train`` (every
+    ``train.log_every_steps`` steps), ``epoch`` (epoch means) or ``val`` (the validation split), ``key`` (a loss
+    term, ``lr``, ``images_per_s``, ``auroc``) and its ``value``."""
+
+    step: int
+    epoch: float
+    stage: str
+    scope: str
+    key: str
+    value: float
+
+
+@dataclass(frozen=True)
+class LogRun:
+    """What a logger learns when training starts: the run folder, the resolved config and, on ``--resume``, the
+    checkpoint's step (rows after it were written by the run that stopped and are logged again)."""
+
+    out_dir: str
+    config: dict[str, Any]
+    resume_step: int | None = None
+
+
+class Logger:
+    """A destination of the training history (``train.loggers``). ``start`` runs before the first step: raise
+    ``reconad.engine.RunError`` there when the destination cannot be written, so a run never fails half-way;
+    ``log`` receives rows as training goes; ``close`` runs when training ends or stops."""
+
+    def start(self, run: LogRun) -> None:
+        pass
+
+    def log(self, rows: Sequence[HistoryRow]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
         pass

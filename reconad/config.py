@@ -24,6 +24,7 @@ from .registry import ComponentSpec, Registry, RegistryError
 __all__ = [
     "CONTEXT_PARAMS", "ComponentConfig", "Config", "ConfigError", "ModelConfig", "TestConfig", "TrainConfig",
     "apply_overrides", "default_config_path", "layer", "load_config", "load_raw", "to_dict", "validate",
+    "validate_resolved",
 ]
 
 
@@ -49,8 +50,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20                     # passes over the training set (ignored when steps is set)
-    steps: int | None = None             # total optimiser steps, instead of epochs
+    epochs: int = 20                     # passes over the training set (when steps is not set)
+    steps: int | None = None             # total optimiser steps, instead of epochs (a config sets one of them)
     batch_size: int = 32                 # global batch (split across processes under torchrun)
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
@@ -65,16 +66,26 @@ class TrainConfig:
     select_every: int = 0                # epochs between model-selection scorings of the dataset's labelled
     #                                      validation split; the best image AUROC is kept (0: the last model)
     num_workers: int = 0
+    threads: int | None = None           # torch's CPU threads for this process (null: torch's default)
     progress: bool = True
+    loggers: list[str] = field(default_factory=lambda: ["csv"])   # where the history goes: csv (history.csv,
+    #                                      always on), tensorboard, mlflow, or a plugin's logger
+    log_every_steps: int = 50            # steps between rows of the training history (also one per epoch)
 
 
 @dataclass
 class TestConfig:
     batch_size: int = 64
-    threshold: Literal["quantile", "conformal"] = "quantile"   # the image threshold rule on held-out normal
-    #                                      scores (reconad.thresholds): quantile, or split-conformal at alpha
+    threshold: Literal["quantile", "conformal", "f1"] = "quantile"   # the image threshold rule
+    #                                      (reconad.thresholds): quantile or split-conformal at alpha on held-out
+    #                                      normal scores, or f1: the best F1 on the dataset's labelled validation
+    #                                      split (never the test set)
     threshold_quantile: float = 0.99     # quantile: threshold = this quantile of held-out normal scores
     alpha: float = 0.05                  # conformal: false-alarm rate on new normal images at most alpha
+    pixel_threshold: Literal["quantile", "area"] = "quantile"   # the pixel rule on held-out normal maps:
+    #                                      threshold_quantile of their pixels, or area: paper 004's rule (no
+    #                                      held-out map keeps a component of more than min_area pixels above it)
+    min_area: int = 10                   # area: pixels a connected component must exceed to count
     fpr_limit: float = 0.3               # AUPRO integration limit
     report_images: int = 6               # most / least anomalous test images in the report grid
 
@@ -211,6 +222,7 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
         model = _model(raw["model"], registry, errors)
     else:
         errors.append("model: missing required key")
+    _check_length(raw.get("train"), errors)
     train = _section(TrainConfig, _TRAIN, raw.get("train"), "train", errors)
     _check_train(dataclasses.asdict(train) if train is not None else raw.get("train"), errors)
     test = _section(TestConfig, _TEST, raw.get("test"), "test", errors)
@@ -218,12 +230,23 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
         errors.append(f"test.threshold_quantile: expected a value in (0, 1], got {test.threshold_quantile}")
     if test is not None and not 0.0 < test.alpha < 1.0:
         errors.append(f"test.alpha: expected a false-alarm rate in (0, 1), got {test.alpha}")
+    if test is not None and test.min_area < 0:
+        errors.append(f"test.min_area: expected a number of pixels >= 0, got {test.min_area}")
     seed, name = top.get("seed", 0), top.get("name", "reconad")
     if data is not None and "seed" not in raw["data"]:
         data.seed = seed  # one seed for the whole run unless the data section sets its own
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     return Config(data=data, model=model, train=train, test=test, seed=seed, name=name, data_options=data_options)
+
+
+def validate_resolved(raw: Any, registry: Registry | None = None) -> Config:
+    """``validate`` for a resolved config (a run's config.yaml, a checkpoint's or a saved detector's). One
+    written before a config could set only one of ``train.steps`` / ``train.epochs`` holds both; steps was
+    the length then, and is now."""
+    if isinstance(raw, dict) and isinstance(raw.get("train"), dict) and raw["train"].get("steps") is not None:
+        raw = {**raw, "train": {**raw["train"], "epochs": None}}
+    return validate(raw, registry)
 
 
 def _section(cls: type, schema: ParamSchema, raw: Any, path: str, errors: list[str]) -> Any:
@@ -235,6 +258,15 @@ def _section(cls: type, schema: ParamSchema, raw: Any, path: str, errors: list[s
 
 def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_length(raw: Any, errors: list[str]) -> None:
+    """A config sets the training length once: ``train.steps`` or ``train.epochs``, never both (steps would
+    silently win)."""
+    if isinstance(raw, dict) and _num(raw.get("steps")) and _num(raw.get("epochs")):
+        errors.append(f"train: sets both steps ({raw['steps']!r}) and epochs ({raw['epochs']!r}); set one of "
+                      "them (steps: optimiser steps in all, epochs: passes over the training set), or remove "
+                      "the other with --set train.steps=null / train.epochs=null")
 
 
 def _check_train(raw: Any, errors: list[str]) -> None:
@@ -252,6 +284,10 @@ def _check_train(raw: Any, errors: list[str]) -> None:
     for key in ("checkpoint_every", "checkpoint_minutes"):
         if _num(t[key]) and t[key] < 0:
             errors.append(f"train.{key}: expected >= 0 (0: off), got {t[key]}")
+    if _num(t["log_every_steps"]) and t["log_every_steps"] < 1:
+        errors.append(f"train.log_every_steps: expected steps >= 1, got {t['log_every_steps']}")
+    if _num(t["threads"]) and t["threads"] < 1:
+        errors.append(f"train.threads: expected >= 1 or null (torch's default), got {t['threads']}")
     if _num(t["select_every"]) and t["select_every"] < 0:
         errors.append(f"train.select_every: expected epochs >= 0 (0: keep the last model), got {t['select_every']}")
     dev = t["device"]
@@ -306,8 +342,10 @@ def _read_mapping(path: str) -> dict[str, Any]:
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a raw config mapping (a copy). ``key=null``
     resets a key to its default (or sets null where null is a value, e.g. ``model.memory=null``). Switching
-    ``data.name`` drops the other dataset's keys: only the ``data.*`` keys these overrides set are kept."""
+    ``data.name`` drops the other dataset's keys: only the ``data.*`` keys these overrides set are kept.
+    Setting one of ``train.steps`` / ``train.epochs`` clears the other (the length is given once)."""
     raw = copy.deepcopy(raw)
+    set_keys: dict[str, Any] = {}
     data_before = raw.get("data", {}).get("name") if isinstance(raw.get("data"), dict) else None
     data_set: set[str] = set()
     for item in overrides:
@@ -342,10 +380,24 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = child
         if parts[0] == "data" and len(parts) > 1:
             data_set.add(parts[1])
+        set_keys[".".join(parts)] = value
+    _one_length(raw, set_keys)
     data = raw.get("data")
     if isinstance(data, dict) and "name" in data_set and data.get("name") != data_before:
         raw["data"] = {k: v for k, v in data.items() if k in data_set}
     return raw
+
+
+_LENGTH = ("train.steps", "train.epochs")
+
+
+def _one_length(raw: dict[str, Any], set_keys: dict[str, Any]) -> None:
+    """An override of ``train.steps`` or ``train.epochs`` replaces the config's training length: the other
+    key is removed. Overriding both leaves both, which validation reports."""
+    given = [k for k in _LENGTH if set_keys.get(k) is not None]
+    if len(given) == 1 and isinstance(raw.get("train"), dict):
+        other = _LENGTH[1 - _LENGTH.index(given[0])].split(".")[1]
+        raw["train"].pop(other, None)
 
 
 def layer(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
@@ -393,6 +445,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         "model": {"encoder": comp(m.encoder), "memory": comp(m.memory), "decoder": comp(m.decoder),
                   "masker": comp(m.masker), "scorers": [comp(s) for s in m.scorers],
                   "objective": comp(m.objective)},
-        "train": dataclasses.asdict(cfg.train),
+        "train": {**dataclasses.asdict(cfg.train),   # the length in effect only: steps, or epochs
+                  **({"epochs": None} if cfg.train.steps is not None else {})},
         "test": dataclasses.asdict(cfg.test),
     }

@@ -196,7 +196,11 @@ def reconad_register_datasets(register: Register) -> None:
     ``path`` and ``defect`` (see docs/datasets.md); thresholds are chosen on ``holdout``. The optional ``validation``
     split (labelled normal and anomalous images, disjoint from ``train`` and ``test``; default None) is
     what ``train.select_every`` selects the model on; leave it None when the dataset has no spare
-    anomalies. Example::
+    anomalies. ``settings.image_size`` may be None: resize to ``reconad.data.base.image_size(settings, own)``,
+    where ``own`` is the side your training images share (``own_size(sizes)`` finds it; None when they have no
+    one square size: 64 is used), and return ``own`` as ``DatasetSplits(own_size=...)``; the trainer then says
+    once what it did and, when the model cannot take that size, rebuilds the data at the nearest size it takes.
+    Example::
 
         from reconad.data import DatasetSplits, DataSettings
 
@@ -207,6 +211,35 @@ def reconad_register_datasets(register: Register) -> None:
         @hookimpl
         def reconad_register_datasets(register):
             register("line3", my_parts)  # data: {name: line3, camera: right}
+    '''
+
+
+@hookspec
+def reconad_register_loggers(register: Register) -> None:
+    '''Register loggers: ``reconad.components.Logger`` subclasses that receive the training history, selected
+    by ``train.loggers`` (e.g. ``[csv, tensorboard]``; ``csv``, which writes ``history.csv``, is always on).
+
+    The factory takes no context; reconad builds each logger once per run, then calls ``start(run)`` before
+    the first step (``run`` is a ``reconad.components.LogRun``: ``out_dir``, the resolved ``config`` and, on
+    ``--resume``, ``resume_step``: drop what was logged after it), ``log(rows)`` as training goes (a list of
+    ``reconad.components.HistoryRow(step, epoch, stage, scope, key, value)``: scope ``train`` every
+    ``train.log_every_steps`` steps, ``epoch`` per epoch, ``val`` for the validation split) and ``close()``
+    when training ends or stops. A destination that cannot be written raises ``reconad.engine.RunError``
+    in ``start``, so the run stops before training. Built-in: ``csv``, ``tensorboard`` (extra
+    ``[tensorboard]``), ``mlflow`` (extra ``[mlflow]``). Example::
+
+        from reconad.components import Logger
+
+        class PrintLogger(Logger):
+            """Print every row."""
+
+            def log(self, rows):
+                for r in rows:
+                    print(r.step, r.stage, f"{r.scope}/{r.key}", r.value)
+
+        @hookimpl
+        def reconad_register_loggers(register):
+            register("print", PrintLogger)
     '''
 
 

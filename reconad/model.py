@@ -15,7 +15,7 @@ from .components import MemoryRead, Objective, Scorer, Scores
 from .config import ComponentConfig, ModelConfig
 from .registry import Registry
 
-__all__ = ["BuildError", "ReconModel", "build_model", "feature_shape"]
+__all__ = ["BuildError", "ReconModel", "build_model", "feature_shape", "nearest_size"]
 
 
 class BuildError(ValueError):
@@ -174,3 +174,24 @@ def _probe(module: nn.Module, x: Any, what: str, in_shape: Any, after: str | Non
     except Exception as exc:  # noqa: BLE001 - re-raised with both components and shapes named
         src = f" from {after}" if after else ""
         raise BuildError(f"{what} cannot take input of shape {in_shape}{src}: {type(exc).__name__}: {exc}") from exc
+
+
+def nearest_size(cfg: ModelConfig, registry: Registry, in_channels: int, image_size: int, tries: int = 64) -> int:
+    """``image_size`` when the model builds for ``image_size`` x ``image_size`` inputs, else the nearest multiple
+    of 4 it builds for (the larger on ties; ``tries`` sizes at most); with none, the error for ``image_size``.
+    The global RNG is left as it was."""
+    candidates = sorted((c for c in range(4, 4 * image_size + 1, 4) if c != image_size),
+                        key=lambda c: (abs(c - image_size), -c))
+    with torch.random.fork_rng(devices=[]):
+        try:
+            build_model(cfg, registry, in_channels, image_size)
+            return image_size
+        except BuildError as exc:
+            first = exc
+        for size in candidates[:tries]:
+            try:
+                build_model(cfg, registry, in_channels, size)
+                return size
+            except BuildError:
+                continue
+    raise first

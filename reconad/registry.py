@@ -24,6 +24,7 @@ KINDS: dict[str, str] = {
     "scorer": "reconad_register_scorers",
     "objective": "reconad_register_objectives",
     "dataset": "reconad_register_datasets",
+    "logger": "reconad_register_loggers",
 }
 
 

@@ -215,3 +215,16 @@ def test_unreadable_cache_fails_before_any_cell(tmp_path: Path) -> None:
     with pytest.raises(BenchmarkError, match=r"unreadable cache entry .*seed1\.json.*delete it"):
         run_cells(suite, cells, str(tmp_path / "b"), resume=True, log=lambda s: None)
     assert not (tmp_path / "b" / cells[0].folder).exists()
+
+
+def test_the_last_layer_giving_the_training_length_wins(tmp_path: Path) -> None:
+    from reconad.config import load_config, to_dict
+
+    suite = load_suite(str(_suite(tmp_path, methods={"memae": {"config": DIGITS, "set": {"train.epochs": 3}}},
+                                  quick={"set": {"train.steps": 2}})))
+    (full,) = suite.cells()
+    (quick,) = suite.cells(quick=True)
+    assert [s for s in full.overrides if s.startswith("train.")][:1] == ["train.epochs=3"]
+    cfg = load_config(quick.config, list(quick.overrides))
+    assert to_dict(cfg)["train"]["steps"] == 2 and to_dict(cfg)["train"]["epochs"] is None   # the length in effect
+    assert load_config(full.config, list(full.overrides)).train.epochs == 3

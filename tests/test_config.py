@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 
 import pytest
 import yaml
@@ -229,3 +230,47 @@ def test_tuple_parameters_take_yaml_lists_of_the_right_length():
     schema.validate({"size": [3]}, "model.x", errors)
     schema.validate({"size": [3, "a"]}, "model.y", errors)
     assert errors == ["model.x.size: expected 2 items, got 1", "model.y.size[1]: expected int, got 'a'"]
+
+
+def test_overriding_the_training_length_clears_the_other_key():
+    raw = apply_overrides(BASE, ["train.steps=7"])            # BASE trains by epochs
+    assert "epochs" not in raw["train"] and validate(raw).train.steps == 7
+    raw = apply_overrides({**BASE, "train": {"steps": 5000}}, ["train.epochs=2"])
+    cfg = validate(raw)
+    assert cfg.train.steps is None and cfg.train.epochs == 2
+    # a config file that trains by steps (coco_memcae.yaml: 5000) trained by epochs from the command line
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "oddobjects", "coco_memcae.yaml")
+    assert load_raw(path)["train"]["steps"] is not None
+    assert "steps" not in load_raw(path, ["train.epochs=2"])["train"]
+    # null removes a key: back to epochs with the default count
+    assert validate(apply_overrides({**BASE, "train": {"steps": 5}}, ["train.steps=null"])).train.steps is None
+
+
+def test_setting_both_training_lengths_is_one_error(tmp_path):
+    for raw in (apply_overrides(BASE, ["train.steps=7", "train.epochs=3"]),
+                {**BASE, "train": {"steps": 7, "epochs": 3}}):
+        assert "train: sets both steps (7) and epochs (3); set one of them" in _error(raw)
+    path = _write(tmp_path, "both.yaml", "train: {steps: 7, epochs: 3}\n")
+    with pytest.raises(ConfigError, match=r"train: sets both steps \(7\) and epochs \(3\)"):
+        load_config(path)
+
+
+def test_oddobjects_rank_epochs_replace_its_default_steps():
+    rank = pytest.importorskip("reconad_oddobjects.rank")
+    assert rank.DEFAULT_CONFIG["train"]["steps"] is not None
+    raw = rank._rank_config(rank.DEFAULT_CONFIG, "ann.json", "images", None, False, ["train.epochs=2"])
+    assert "steps" not in raw["train"] and raw["train"]["epochs"] == 2
+    assert "steps" in rank.DEFAULT_CONFIG["train"]    # the default itself is untouched
+
+
+def test_a_resolved_config_holds_only_the_length_in_effect():
+    from reconad.config import validate_resolved
+
+    cfg = validate(apply_overrides(BASE, ["train.steps=7"]))
+    resolved = to_dict(cfg)
+    assert resolved["train"]["steps"] == 7 and resolved["train"]["epochs"] is None
+    assert to_dict(validate(resolved)) == resolved
+    # a config.yaml written before the length was given once holds both (steps was the length): it still loads
+    legacy = {**resolved, "train": {**resolved["train"], "epochs": 20}}
+    assert "sets both steps (7) and epochs (20)" in _error(legacy)
+    assert validate_resolved(legacy).train.steps == 7

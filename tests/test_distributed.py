@@ -43,7 +43,7 @@ def test_two_processes_match_one(tmp_path, tiny_raw):
     raw["model"] = {"encoder": {"name": "conv", "channels": [8, 16], "batch_norm": False},
                     "memory": {"name": "memae", "slots": 20},
                     "decoder": {"name": "conv", "batch_norm": False}, "scorers": ["l2"]}
-    raw["train"] = dict(raw["train"], steps=8, batch_size=16)
+    raw["train"] = {**{k: v for k, v in raw["train"].items() if k != "epochs"}, "steps": 8, "batch_size": 16}
     raw["test"] = {"report_images": 2}
     _run_one_and_two(raw, tmp_path)
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())

@@ -1,4 +1,5 @@
-"""ONNX decomposition of reconad::memory_address against the op's pure-PyTorch reference (onnxruntime)."""
+"""ONNX decompositions under onnxruntime: reconad::memory_address against its pure-PyTorch reference,
+reconad::topk_mask against a loop over its definition."""
 from __future__ import annotations
 
 import pytest
@@ -40,3 +41,33 @@ def test_memory_address_onnx_matches_reference(tmp_path, lam):
     torch.testing.assert_close(torch.from_numpy(ent), ref.row_entropy, rtol=1e-5, atol=1e-5)
     if lam == 0.9:  # lambda above 1/K with spread scores: some rows have an empty support and read zeros
         assert (ref.output.abs().sum(1) == 0).any()
+
+
+class _Mask(torch.nn.Module):
+    def __init__(self, k: int, eps: float) -> None:
+        super().__init__()
+        self.k, self.eps = k, eps
+
+    def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.ops.reconad.topk_mask(a, self.k, self.eps, "ste")
+
+
+@pytest.mark.parametrize("shape,k", [((3, 1, 6, 5), 4), ((2, 7, 4), 1), ((2, 1, 3, 3), 9)])
+def test_topk_mask_onnx_matches_a_numpy_loop(tmp_path, shape, k):
+    torch.manual_seed(1)
+    a = torch.randn(*shape)
+    a.view(-1)[:3] = a.view(-1)[3]          # ties at one value
+    path = tmp_path / "t.onnx"
+    with torch.no_grad():
+        torch.onnx.export(_Mask(k, 1e-7).eval(), (a,), dynamo=True,
+                          custom_translation_table=translation_table()).save(str(path))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    mask, thr = sess.run(None, {sess.get_inputs()[0].name: a.numpy()})
+    flat = a.numpy().reshape(-1, shape[-1] * shape[-2]).astype("float64")
+    for i, row in enumerate(flat):               # the op's definition, one map at a time
+        s = sorted(row, reverse=True)[k - 1]
+        d = [max(s - v, 0.0) for v in row]
+        want = [di / (di + 1e-7) for di in d]
+        assert thr.reshape(-1)[i] == pytest.approx(s, abs=0)
+        assert mask.reshape(flat.shape)[i] == pytest.approx(want, rel=1e-5, abs=1e-6)
+    assert mask.shape == shape and thr.shape == shape[:-2]

@@ -113,7 +113,7 @@ def test_an_existing_run_is_refused_unless_resume_or_overwrite(tiny_raw, tmp_pat
     # --overwrite: the new run alone, none of the old run's files
     (out / "old-note.txt").write_text("from the old run")
     _run(apply_overrides(raw, ["model.memory.slots=30"]), out, test=False, overwrite=True)
-    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.yaml"]
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.yaml", "history.csv"]
     assert load_checkpoint(str(out))["config"]["model"]["memory"]["slots"] == 30
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")], "the replaced run was left behind"
 
@@ -361,7 +361,7 @@ def test_predict_tiles_stitch_the_maps_and_score_the_worst_tile(finished, tmp_pa
 
 
 def test_heatmap_names_mirror_the_inputs_and_never_leave_the_folder(tmp_path):
-    from reconad.engine.predict import _heatmap_path
+    from reconad._imagefiles import heatmap_path as _heatmap_path
 
     used: set[str] = set()
     got = [os.path.relpath(_heatmap_path(str(tmp_path), n, used), tmp_path)

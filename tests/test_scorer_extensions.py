@@ -118,7 +118,7 @@ def test_finalize_with_wrong_keys_is_an_error(tiny_raw, tmp_path):
 
     registry = build_registry(make_plugin_manager([BadPlugin()], entry_points=False))
     tiny_raw["model"]["scorers"] = ["bad_parts"]
-    tiny_raw["train"]["steps"] = 1
+    tiny_raw["train"] = {**tiny_raw["train"], "steps": 1, "epochs": None}
     with pytest.raises(Exception, match=r"bad_parts.*finalize\(\) must return the keys \['image', 'mean', 'peak'\]"):
         run(validate(tiny_raw, registry), str(tmp_path / "r"), registry=registry, log=lambda *_: None)
 

@@ -109,3 +109,55 @@ def test_selection_without_a_validation_split_is_refused(tmp_path, tiny_raw):
     assert not (tmp_path / "x").exists()
     with pytest.raises(ConfigError, match=r"train.select_every: expected epochs >= 0"):
         validate(apply_overrides(RAW, ["train.select_every=-1"]))
+
+
+def _best_f1(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The best F1 over every decision ``score > t`` (sklearn's f1 at each distinct cut)."""
+    from sklearn.metrics import f1_score
+
+    cuts = np.concatenate([[-np.inf], np.unique(scores)])
+    return max(f1_score(labels, scores > t, zero_division=0.0) for t in cuts)
+
+
+def _area_reference(maps: np.ndarray, min_area: int) -> float:
+    """The lowest map value t at which no map keeps an 8-connected region of more than ``min_area`` pixels
+    above t (a scan over every distinct value with scipy's labelling)."""
+    from scipy import ndimage
+
+    def too_big(t: float) -> bool:
+        for m in maps:
+            lab, n = ndimage.label(m > t, structure=np.ones((3, 3)))
+            if n and np.bincount(lab.ravel())[1:].max() > min_area:
+                return True
+        return False
+
+    values = np.unique(maps)
+    return float(next(v for v in values if not too_big(v)))
+
+
+def test_cli_threshold_f1_on_validation_and_area_pixel_rule(tmp_path):
+    raw = {**RAW, "model": {k: v for k, v in RAW["model"].items() if k != "masker"}}   # deterministic scoring
+    raw = apply_overrides(raw, ["train.select_every=0", "train.epochs=1", "test.threshold=f1",
+                                "test.pixel_threshold=area", "test.min_area=3"])
+    res = _run(raw, tmp_path / "run")
+    cal, model = res.train.calibration, res.train.model
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "the best F1 on the dataset's labelled validation split" in report and "region of more than 3" in report
+    val = score_dataset(model, res.train.splits.validation, torch.device("cpu"), keep_maps=False, keep_masks=False)
+    s = val.image[val.names[0]]
+    assert cal["n_validation"] == s.size and "validation" in cal["method"]
+    from sklearn.metrics import f1_score
+
+    assert f1_score(val.labels, s > cal["threshold"]) == pytest.approx(_best_f1(s, val.labels), abs=1e-12)
+    hold = score_dataset(model, res.train.splits.holdout, torch.device("cpu"), keep_masks=False)
+    assert cal["pixel_rule"] == {"rule": "area", "min_area": 3}
+    assert cal["pixel_threshold"] == pytest.approx(_area_reference(hold.pixel, 3), abs=1e-6)
+
+
+def test_cli_threshold_f1_without_a_validation_split_is_refused(tmp_path, tiny_raw):
+    with pytest.raises(RunError, match=r"test.threshold=f1: dataset 'textures' gives no labelled validation split"
+                                       r".*use test.threshold=quantile or conformal"):
+        _run(apply_overrides(tiny_raw, ["test.threshold=f1"]), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ConfigError, match=r"test.pixel_threshold"):
+        validate(apply_overrides(RAW, ["test.pixel_threshold=f1"]))

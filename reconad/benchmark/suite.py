@@ -107,8 +107,16 @@ class Suite:
                         if device:
                             sets.append(f"train.device={device}")
                         sets.append("train.progress=false")
-                        out.append(Cell(m.name, d.name, value, seed, tuple(sets), m.config))
+                        out.append(Cell(m.name, d.name, value, seed, tuple(_last_length_wins(sets)), m.config))
         return out
+
+
+def _last_length_wins(sets: list[str]) -> list[str]:
+    """The suite's layers (dataset, method, quick) each may give the training length: the last one given
+    wins, as a later ``--set`` would (``train.steps`` and ``train.epochs`` together are a config error)."""
+    length = ("train.steps=", "train.epochs=")
+    last = max((i for i, s in enumerate(sets) if s.startswith(length)), default=None)
+    return [s for i, s in enumerate(sets) if i == last or not s.startswith(length)]
 
 
 _SUITE_KEYS = ("name", "description", "baseline", "metric", "seeds", "methods", "datasets", "quick")

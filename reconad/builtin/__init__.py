@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from ..hookspecs import hookimpl
 from .conv import ConvDecoder, ConvEncoder
+from .loggers import CsvLogger, MlflowLogger, TensorBoardLogger
 from .maskers import RandomBlockMasker
 from .memae import MemAEMemory
 from .objectives import ReconstructionObjective
 from .scorers import ReconstructionErrorScorer
 
-__all__ = ["ConvDecoder", "ConvEncoder", "MemAEMemory", "RandomBlockMasker", "ReconstructionErrorScorer",
-           "ReconstructionObjective"]
+__all__ = ["ConvDecoder", "ConvEncoder", "CsvLogger", "MemAEMemory", "MlflowLogger", "RandomBlockMasker", "ReconstructionErrorScorer",
+           "ReconstructionObjective", "TensorBoardLogger"]
 
 
 @hookimpl
@@ -48,3 +49,10 @@ def reconad_register_datasets(register):
 
     for name, factory in BUILTIN_DATASETS.items():
         register(name, factory)
+
+
+@hookimpl
+def reconad_register_loggers(register):
+    register("csv", CsvLogger)
+    register("tensorboard", TensorBoardLogger)
+    register("mlflow", MlflowLogger)

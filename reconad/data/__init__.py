@@ -6,14 +6,14 @@ config keys) and returns :class:`DatasetSplits`. See docs/datasets.md.
 """
 from __future__ import annotations
 
-from .base import DataError, DatasetSplits, DataSettings, TensorImageDataset
+from .base import DEFAULT_IMAGE_SIZE, DataError, DatasetSplits, DataSettings, TensorImageDataset
 from .digits import digits
 from .fashion_mnist import fashion_mnist
 from .folder import FolderDataset, folder
 from .textures import textures
 from .video import video
 
-__all__ = ["BUILTIN_DATASETS", "DataError", "DataSettings", "DatasetSplits", "FolderDataset",
+__all__ = ["BUILTIN_DATASETS", "DEFAULT_IMAGE_SIZE", "DataError", "DataSettings", "DatasetSplits", "FolderDataset",
            "TensorImageDataset", "digits", "fashion_mnist", "folder", "textures", "video"]
 
 BUILTIN_DATASETS = {"folder": folder, "digits": digits, "fashion_mnist": fashion_mnist, "textures": textures,

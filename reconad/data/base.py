@@ -11,19 +11,24 @@ so ``torch.utils.data.default_collate`` batches them (strings become lists).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .._imagefiles import DataError
+
 __all__ = [
+    "DEFAULT_IMAGE_SIZE",
     "DataError",
     "DataSettings",
     "DatasetSplits",
     "TensorImageDataset",
     "check_settings",
     "holdout_count",
+    "image_size",
+    "own_size",
     "resize_images",
     "resize_masks",
     "to_channels",
@@ -31,9 +36,8 @@ __all__ = [
 
 NORMAL = "good"
 
-
-class DataError(ValueError):
-    """A dataset cannot be built from the given settings or files; the message says what to do."""
+# data.image_size where the images have no one square size of their own (and the config sets none)
+DEFAULT_IMAGE_SIZE = 64
 
 
 @dataclass
@@ -44,7 +48,8 @@ class DataSettings:
     root: str | None = None
     normal_class: int | None = None      # digits
     category: str | None = None          # textures: brick|grass|gravel; folder: optional sub-folder
-    image_size: int = 64                 # images are resized to image_size x image_size
+    image_size: int | None = None        # images are resized to image_size x image_size; null: the training
+    #                                      images' own size when they share one square size, else 64
     channels: int | None = None          # None = the dataset's own (1 or 3); 1 or 3 converts
     holdout_fraction: float = 0.1        # fraction of normal training images held out (threshold choice)
     skip_bad: bool = False               # skip unreadable images (and list them) instead of failing
@@ -61,19 +66,35 @@ class DatasetSplits(NamedTuple):
     skipped: list[str]    # files skipped with skip_bad ("path: reason")
     validation: Dataset | None = None   # optional labelled normal + anomalous images for model selection
     #                                     (train.select_every); never trained on, disjoint from test
+    own_size: int | None = None         # the training images' own side when they share one square size
+    #                                     (what data.image_size: null resizes to); None when they do not
 
 
 def check_settings(settings: DataSettings) -> None:
     """Reject the settings every dataset uses when they are out of range."""
-    if isinstance(settings.image_size, bool) or not isinstance(settings.image_size, int) \
-            or settings.image_size < 4:
-        raise DataError(f"data.image_size: expected an int >= 4, got {settings.image_size!r}")
+    size = settings.image_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 4):
+        raise DataError(f"data.image_size: expected an int >= 4 or null (the images' own size), got {size!r}")
     if settings.channels not in (None, 1, 3):
         raise DataError(f"data.channels: expected 1, 3 or null (the dataset's own), got {settings.channels!r}")
     f = settings.holdout_fraction
     if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
         raise DataError(f"data.holdout_fraction: expected a number in (0, 1), got {f!r} "
                         "(thresholds are chosen on held-out normal images, so some must be held out)")
+
+
+def own_size(sizes: Iterable[tuple[int, int]]) -> int | None:
+    """The side of images that all have one square size, else None (several sizes, or not square)."""
+    distinct = set(sizes)
+    if len(distinct) != 1:
+        return None
+    h, w = distinct.pop()
+    return h if h == w else None
+
+
+def image_size(settings: DataSettings, own: int | None) -> int:
+    """The side a dataset resizes to: ``data.image_size``, else the images' ``own`` size, else 64."""
+    return settings.image_size or own or DEFAULT_IMAGE_SIZE
 
 
 def holdout_count(n: int, fraction: float, what: str) -> int:

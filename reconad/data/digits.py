@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .base import NORMAL, DataError, DatasetSplits, DataSettings, TensorImageDataset, check_settings, \
-    holdout_count, resize_images, to_channels
+    holdout_count, image_size, resize_images, to_channels
 
 __all__ = ["digits", "load_mnist", "load_mnist_idx", "read_idx_pair"]
 
@@ -190,7 +190,9 @@ def digits(settings: DataSettings, anomalies_per_class: int | None = None, valid
     test = np.concatenate([np.sort(test_normal), *anomalies])
 
     channels = settings.channels or 1
-    images = to_channels(resize_images(torch.tensor(x).unsqueeze(1), settings.image_size), channels)
+    own = x.shape[-1]                       # 28: MNIST's own size
+    size = image_size(settings, own)
+    images = to_channels(resize_images(torch.tensor(x).unsqueeze(1), size), channels)
 
     width = max(4, len(str(len(y) - 1)))    # ids sort in index order
 
@@ -204,5 +206,5 @@ def digits(settings: DataSettings, anomalies_per_class: int | None = None, valid
     validation = (split("validation", np.concatenate([np.sort(val_normal), *val_anomalies]))
                   if validation_normals else None)
     return DatasetSplits(train=split("train", np.sort(train)), holdout=split("holdout", np.sort(hold)),
-                         test=split("test", test), channels=channels, image_size=settings.image_size,
-                         has_masks=False, skipped=[], validation=validation)
+                         test=split("test", test), channels=channels, image_size=size,
+                         has_masks=False, skipped=[], validation=validation, own_size=own)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .base import NORMAL, DataError, DatasetSplits, DataSettings, TensorImageDataset, check_settings, \
-    holdout_count, resize_images, to_channels
+    holdout_count, image_size, resize_images, to_channels
 from .digits import IDX_PAIRS, read_idx_pair
 
 __all__ = ["CLASSES", "DEFAULT_ROOT", "fashion_mnist", "load_fashion_mnist"]
@@ -80,10 +80,12 @@ def fashion_mnist(settings: DataSettings, anomalies_per_class: int | None = None
         if k != c:
             test.append(idx)
     channels = settings.channels or 1
+    own = x_train.shape[-1]                 # 28: Fashion-MNIST's own size
+    size = image_size(settings, own)
 
     def split(name: str, x: np.ndarray, y: np.ndarray, index: np.ndarray) -> TensorImageDataset:
         images = torch.from_numpy(x[index].astype(np.float32) / 255.0).unsqueeze(1)
-        images = to_channels(resize_images(images, settings.image_size), channels)
+        images = to_channels(resize_images(images, size), channels)
         labels = (y[index] != c).astype(np.int64).tolist()
         width = max(5, len(str(len(y) - 1)))
         return TensorImageDataset(images, labels, [f"fashion_mnist/{name}/{i:0{width}d}" for i in index.tolist()],
@@ -92,4 +94,4 @@ def fashion_mnist(settings: DataSettings, anomalies_per_class: int | None = None
     return DatasetSplits(train=split("train", x_train, y_train, train),
                          holdout=split("train", x_train, y_train, hold),
                          test=split("test", x_test, y_test, np.concatenate(test)), channels=channels,
-                         image_size=settings.image_size, has_masks=False, skipped=[])
+                         image_size=size, has_masks=False, skipped=[], own_size=own)

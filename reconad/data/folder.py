@@ -21,15 +21,15 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .._imagefiles import GREY_MODES
+from .._imagefiles import image_extensions, read_array
 from .base import NORMAL, DataError, DatasetSplits, DataSettings, check_settings, holdout_count, \
-    resize_images, resize_masks, to_channels
+    image_size, own_size, resize_images, resize_masks
 
 __all__ = ["FolderDataset", "folder", "image_extensions", "read_image", "read_mask"]
 
 LAYOUT = ("ROOT[/CATEGORY]/train/good/, test/good/, test/<defect>/ and optionally "
           "ground_truth/<defect>/<name>_mask.png (the MVTec AD layout)")
-_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}     # 16-bit grey (Pillow opens it as I or I;16)
 _SKIP_HINT = "fix or remove it, or pass --skip-bad (data.skip_bad: true) to skip unreadable images"
 
 
@@ -38,12 +38,6 @@ class Record(NamedTuple):
     label: int
     defect: str
     mask: str | None
-
-
-def image_extensions() -> set[str]:
-    """Lower-case file extensions Pillow can open (other files, and hidden ones, are ignored)."""
-    Image.init()
-    return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
 def _list_images(folder: Path, extensions: set[str]) -> list[Path]:
@@ -68,18 +62,8 @@ def _probe(path: Path) -> tuple[tuple[int, int], str]:
 
 
 def read_image(path: str | Path, channels: int) -> torch.Tensor:
-    """(channels, H, W) float32 in [0, 1] at the file's own size."""
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in _WIDE_MODES:
-            arr = np.asarray(im, dtype=np.float32) / 65535.0
-        elif im.mode == "F":
-            arr = np.asarray(im, dtype=np.float32)
-        else:
-            arr = np.asarray(im.convert("L" if im.mode in _GREY_MODES else "RGB"), dtype=np.float32) / 255.0
-    t = torch.from_numpy(np.clip(arr, 0.0, 1.0))
-    t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
-    return to_channels(t.unsqueeze(0), channels)[0].contiguous()
+    """(channels, H, W) float32 in [0, 1] at the file's own size (``reconad._imagefiles.read_array``)."""
+    return torch.from_numpy(read_array(path, channels))
 
 
 def read_mask(path: str | Path) -> torch.Tensor:
@@ -177,7 +161,10 @@ def folder(settings: DataSettings) -> DatasetSplits:
             modes.add(mode)
         return size
 
-    train = [Record(str(f), 0, NORMAL, None) for f in train_files if probe(f, "image") is not None]
+    train_sizes = {f: probe(f, "image") for f in train_files}
+    train = [Record(str(f), 0, NORMAL, None) for f, size in train_sizes.items() if size is not None]
+    own = own_size(size for size in train_sizes.values() if size is not None)
+    side = image_size(settings, own)
     test: list[Record] = []
     for f, defect in test_files:
         size = probe(f, "image")
@@ -203,9 +190,9 @@ def folder(settings: DataSettings) -> DatasetSplits:
     rng = np.random.default_rng(settings.seed)
     n_hold = holdout_count(len(train), settings.holdout_fraction, f"folder {train_dir}")
     held = set(rng.permutation(len(train))[:n_hold].tolist())
-    channels = settings.channels or (1 if modes <= _GREY_MODES else 3)
-    ds = lambda rs: FolderDataset(rs, channels, settings.image_size)  # noqa: E731
+    channels = settings.channels or (1 if modes <= GREY_MODES else 3)
+    ds = lambda rs: FolderDataset(rs, channels, side)  # noqa: E731
     return DatasetSplits(train=ds([r for i, r in enumerate(train) if i not in held]),
                          holdout=ds([r for i, r in enumerate(train) if i in held]),
-                         test=ds(test), channels=channels, image_size=settings.image_size,
+                         test=ds(test), channels=channels, image_size=side, own_size=own,
                          has_masks=has_masks, skipped=skipped)

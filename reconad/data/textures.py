@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from ._defects import DEFECTS, apply_defect, quantize
-from .base import NORMAL, DataError, DatasetSplits, DataSettings, TensorImageDataset, check_settings, \
-    resize_images, to_channels
+from .base import DEFAULT_IMAGE_SIZE, NORMAL, DataError, DatasetSplits, DataSettings, TensorImageDataset, check_settings, \
+    image_size, resize_images, to_channels
 
 __all__ = ["TEXTURES", "load_texture", "textures"]
 
@@ -62,7 +62,8 @@ def textures(settings: DataSettings, patch_size: int | None = None, patch_stride
     """Patches of a scikit-image texture photo (``data.category``) with synthetic defects in the test split.
 
     Args:
-        patch_size: side of the patches cut from the 512x512 photo, in photo pixels; null = image_size.
+        patch_size: side of the patches cut from the 512x512 photo, in photo pixels; null = image_size (both
+            null: 64).
         patch_stride: step between patches, in photo pixels; null = patch_size // 4.
         anomaly_fraction: fraction of the test patches that get a synthetic defect.
         defects: comma-separated defect kinds to draw from: scratch, stain, paste.
@@ -73,8 +74,8 @@ def textures(settings: DataSettings, patch_size: int | None = None, patch_stride
         hint = difflib.get_close_matches(str(category), TEXTURES, n=1)
         raise DataError(f"data.category: textures needs one of {', '.join(TEXTURES)}, got {category!r}"
                         + (f"; did you mean {hint[0]!r}?" if hint else ""))
-    size = settings.image_size
-    patch = size if patch_size is None else patch_size
+    patch = patch_size if patch_size is not None else settings.image_size or DEFAULT_IMAGE_SIZE
+    size = image_size(settings, patch)
     stride = max(1, patch // 4) if patch_stride is None else patch_stride
     for key, value in (("patch_size", patch), ("patch_stride", stride)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -124,4 +125,4 @@ def textures(settings: DataSettings, patch_size: int | None = None, patch_stride
     out["test"] = dataset("test", images, where, labels, names, masks)
 
     return DatasetSplits(train=out["train"], holdout=out["holdout"], test=out["test"], channels=channels,
-                         image_size=size, has_masks=True, skipped=[])
+                         image_size=size, has_masks=True, skipped=[], own_size=patch)

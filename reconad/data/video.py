@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import (NORMAL, DataError, DatasetSplits, DataSettings, TensorImageDataset, check_settings,
-                   holdout_count, resize_images, to_channels)
+                   holdout_count, image_size, resize_images, to_channels)
 from .folder import image_extensions, read_image
 
 __all__ = ["VideoCut", "clip_starts", "natural_key", "patchify", "read_frame_labels", "read_frames", "video"]
@@ -293,8 +293,9 @@ def video(settings: DataSettings, unit: Literal["patches", "clips"] = "patches",
         raise DataError("data.root: the video dataset needs the normal training frames (a folder of frame "
                         "images or a video file)")
     channels = settings.channels or 1
-    frames, names = cut.read(settings.root, channels, settings.image_size)
-    images, shows = cut.units(frames, settings.image_size, scoring=False)
+    size = image_size(settings, None)     # patches and clips are cut to it: no own size
+    frames, names = cut.read(settings.root, channels, size)
+    images, shows = cut.units(frames, size, scoring=False)
     paths = cut.unit_names(names, shows)
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(images.shape[0])
@@ -310,12 +311,12 @@ def video(settings: DataSettings, unit: Literal["patches", "clips"] = "patches",
     train_ds, hold_ds = split(train, images, paths, zeros), split(hold, images, paths, zeros)
     test_ds = hold_ds
     if test_frames:
-        tframes, tnames = cut.read(test_frames, channels, settings.image_size)
-        timgs, tshows = cut.units(tframes, settings.image_size, scoring=True)
+        tframes, tnames = cut.read(test_frames, channels, size)
+        timgs, tshows = cut.units(tframes, size, scoring=True)
         frame_labels = read_frame_labels(test_labels, len(tnames)) if test_labels else np.zeros(len(tnames), np.int64)
         labels = [int(frame_labels[f].max()) for f in tshows]
         test_ds = split(np.arange(timgs.shape[0]), timgs, cut.unit_names(tnames, tshows), labels)
     elif test_labels:
         raise DataError("data.test_labels: given without data.test_frames")
     return DatasetSplits(train=train_ds, holdout=hold_ds, test=test_ds, channels=images.shape[1],
-                         image_size=settings.image_size, has_masks=False, skipped=[])
+                         image_size=size, has_masks=False, skipped=[])

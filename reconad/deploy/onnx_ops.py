@@ -3,12 +3,21 @@
 ``reconad::memory_address(queries, keys, values, lambda)`` is written with standard ONNX ops, faithful to the
 op's definition (reconad/ops/memory_address.py): a softmax restricted to the support
 ``s > logsumexp(s) + ln(lambda)``; a row whose support is empty reads zeros and has zero entropy.
+
+``reconad::topk_mask(activation, k, eps, grad)`` is TopK over each flattened map: ``s`` is the smallest of
+the ``k`` largest values (the k-th largest, as ``kthvalue`` gives it), then eq. 2, ``relu(s - A) /
+(relu(s - A) + eps)``. docs/ops/<op>.md says how each is decomposed and where it holds.
+
+``MIN_OPSET`` is the oldest opset every decomposition here is written for (ReduceMax / ReduceMin with the
+axes as an input, and the antialiased ``Resize`` of the exported graph, are opset 18).
 """
 from __future__ import annotations
 
 import math
 
-__all__ = ["memory_address_onnx", "translation_table"]
+__all__ = ["MIN_OPSET", "memory_address_onnx", "topk_mask_onnx", "translation_table"]
+
+MIN_OPSET = 18
 
 
 def memory_address_onnx(queries, keys, values, shrink_threshold: float):  # noqa: ANN001, ANN201 - ONNX values
@@ -34,10 +43,28 @@ def memory_address_onnx(queries, keys, values, shrink_threshold: float):  # noqa
     return (out, op.Squeeze(row_entropy, squeeze), op.Squeeze(lse, squeeze), op.Squeeze(lse_s, squeeze))
 
 
+def topk_mask_onnx(activation, k: int, eps: float, grad: str):  # noqa: ANN001, ANN201 - ONNX values
+    """(mask, threshold) of ``reconad::topk_mask``; ``grad`` picks a backward and has no forward effect."""
+    from onnxscript import opset18 as op
+
+    shape = op.Shape(activation)
+    lead = op.Shape(activation, end=-2)                                           # (B,) or (B, 1)
+    flat = op.Flatten(activation, axis=-2)                                        # (maps, H * W)
+    top, _ = op.TopK(flat, op.Constant(value_ints=[k]), axis=1, largest=1, sorted=1)
+    zero = op.CastLike(op.Constant(value_float=0.0), flat)
+    # the k-th largest; "+ 0" turns -0.0 into +0.0 as the op does
+    s = op.Add(op.ReduceMin(top, op.Constant(value_ints=[1]), keepdims=1), zero)
+    d = op.Relu(op.Sub(s, flat))
+    mask = op.Div(d, op.Add(d, op.CastLike(op.Constant(value_float=eps), flat)))
+    return op.Reshape(mask, shape), op.Reshape(s, lead)
+
+
 def translation_table() -> dict:
-    """``{torch.ops.reconad.memory_address.default: decomposition}`` (imports the ops)."""
+    """``{torch.ops.reconad.<op>.default: decomposition}`` for every op decomposed here (imports the ops)."""
     import torch
 
-    import reconad.ops.memory_address  # noqa: F401 - registers the op
+    import reconad.ops.memory_address  # noqa: F401 - registers the ops
+    import reconad.ops.topk_mask  # noqa: F401
 
-    return {torch.ops.reconad.memory_address.default: memory_address_onnx}
+    return {torch.ops.reconad.memory_address.default: memory_address_onnx,
+            torch.ops.reconad.topk_mask.default: topk_mask_onnx}

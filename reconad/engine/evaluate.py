@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from .. import metrics as M
 from ..components import Scorer
 from ..model import ReconModel
+from .progress import ScoreProgress
 from .runtime import RunError
 
 __all__ = ["MIN_HOLDOUT", "ScoreSet", "batch_scores", "calibrate", "check_finite", "compute_metrics", "finalize_scores",
@@ -135,6 +136,7 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
     parts_of: dict[str, list[str]] = {}
     pixel: list[np.ndarray] = []
     labels, masks, paths, defects = [], [], [], []
+    bar = ScoreProgress(where, len(dataset) if hasattr(dataset, "__len__") else None)
     try:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                             generator=torch.Generator())  # leaves the global RNG alone
@@ -151,7 +153,9 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
                 masks.append((batch["mask"][:, 0] > 0.5).numpy().astype(np.uint8))
             paths += list(batch["path"])
             defects += list(batch["defect"])
+            bar.update(x.shape[0])
     finally:
+        bar.close()
         model.train(was_training)
     cat = lambda xs: np.concatenate(xs) if xs else None  # noqa: E731
     names = list(image) or list(model.scorer_names)
@@ -175,12 +179,14 @@ def _holdout_warnings(n: int, holdout: ScoreSet | None) -> list[str]:
 
 
 def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None = None, *,
-              rule: str = "quantile", alpha: float = 0.05) -> dict[str, Any]:
-    """Thresholds from held-out normal images only (never test labels): the ``quantile`` of their scores
-    (``rule="quantile"``) or the split-conformal threshold at false-alarm rate ``alpha`` (``"conformal"``,
-    ``reconad.thresholds.Conformal``), or the value a scorer fixes itself (``fixed``, by score name). The
-    pixel threshold is the ``quantile`` of the held-out maps' pixels."""
-    from ..thresholds import Conformal, Quantile
+              rule: str = "quantile", alpha: float = 0.05, validation: ScoreSet | None = None,
+              pixel_rule: str = "quantile", min_area: int = 10) -> dict[str, Any]:
+    """Image thresholds (``reconad.thresholds``), by ``rule``: the ``quantile`` of held-out normal scores, the
+    split-conformal threshold at false-alarm rate ``alpha`` on them (``"conformal"``), or the best F1 on the
+    labelled ``validation`` scores (``"f1"``; never the test set); a scorer's own value (``fixed``, by score
+    name) replaces its rule. The pixel threshold, by ``pixel_rule``: the ``quantile`` of the held-out maps'
+    pixels, or paper 004's connected-component rule (``"area"``, components of more than ``min_area``)."""
+    from ..thresholds import F1, Area, Conformal, Quantile
 
     n = int(holdout.primary.size)
     if n == 0:
@@ -190,20 +196,34 @@ def calibrate(holdout: ScoreSet, quantile: float, fixed: dict[str, float] | None
         raise RunError(f"test.threshold=conformal with test.alpha={alpha} needs at least "
                        f"{Conformal.min_calibration(alpha)} held-out normal images, the dataset held out {n}; "
                        f"raise data.holdout_fraction or test.alpha")
-    make = (lambda: Conformal(alpha)) if rule == "conformal" else (lambda: Quantile(quantile))  # noqa: E731
+    if rule == "f1" and (validation is None or len(set(validation.labels.tolist())) != 2):
+        raise RunError("test.threshold=f1 needs the scores of a labelled validation split with normal and "
+                       "anomalous images; use test.threshold=quantile or conformal")
+
+    def fit(name: str) -> float:
+        if rule == "f1":
+            return float(F1().fit(validation.image[name], validation.labels).threshold_)
+        made = Conformal(alpha) if rule == "conformal" else Quantile(quantile)
+        return float(made.fit(holdout.image[name]).threshold_)
+
     out: dict[str, Any] = {
-        "method": ("split-conformal on held-out normal scores" if rule == "conformal"
-                   else "quantile of held-out normal scores"),
+        "method": {"conformal": "split-conformal on held-out normal scores",
+                   "f1": "best F1 on the labelled validation split"}.get(rule, "quantile of held-out normal scores"),
         **({"alpha": alpha} if rule == "conformal" else {"quantile": quantile}),
         "n_holdout": n,
-        "thresholds": {name: float(make().fit(holdout.image[name]).threshold_) for name in holdout.names},
+        "thresholds": {name: fit(name) for name in holdout.names},
     }
+    if rule == "f1":
+        out["n_validation"] = int(validation.labels.size)
     if fixed:
         out["thresholds"].update({n: float(v) for n, v in fixed.items()})
         out["fixed"] = sorted(fixed)
     out["threshold"] = out["thresholds"][holdout.names[0]]
     out["warnings"] = _holdout_warnings(out["n_holdout"], holdout)
-    if holdout.pixel is not None:
+    if holdout.pixel is not None and pixel_rule == "area":
+        out["pixel_threshold"] = float(Area(min_area).fit(holdout.pixel).threshold_)
+        out["pixel_rule"] = {"rule": "area", "min_area": min_area}
+    elif holdout.pixel is not None:
         out["pixel_threshold"] = float(np.quantile(holdout.pixel.astype(np.float64), quantile))
     return out
 

@@ -3,10 +3,10 @@
 report.html reads on its own (no external resources): run facts, every metric with a one-line meaning (and a
 note where it is only a proxy), the threshold as a sentence, a confusion matrix and a per-defect-type table
 at that threshold, a histogram of normal vs anomalous scores (hist.png), the ROC with the operating point
-(roc.png), the PRO curve (pro.png), the most and least anomalous test images (grid.png) beside the false
+(roc.png), the PRO curve (pro.png), the training curves from history.csv (curves.png), the most and least anomalous test images (grid.png) beside the false
 positives and false negatives nearest the threshold (grid_errors.png), each row with its score and decision
 and the anomaly map on a colour bar with the pixel threshold outlined, a sortable table of the flagged images
-and the files skipped as unreadable."""
+and the files skipped as unreadable. ``rebuild_report`` writes the page again from a run folder's files."""
 from __future__ import annotations
 
 import csv
@@ -21,44 +21,23 @@ import torch
 
 from .. import __version__
 from .. import metrics as M
+from .._imagefiles import to_rgb, heat_overlay, write_score_rows
 from ..data.base import NORMAL
 from ..io import atomic_path, atomic_write, write_json, write_text
-from ..metrics.plots import plot_score_hist
+from ..metrics.plots import plot_curves, plot_score_hist
 from ..model import ReconModel
 from .evaluate import ScoreSet
+from .history import HISTORY, read_history
 
-__all__ = ["METRIC_MEANINGS", "heat_overlay", "per_defect", "run_facts", "threshold_check", "threshold_sentence",
-           "write_report", "write_scores_csv"]
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> (H, W, 3)."""
-    img = np.clip(image, 0, 1)
-    img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
-    return img.transpose(1, 2, 0)
-
-
-def heat_overlay(image: np.ndarray, heat: np.ndarray, vmax: float, alpha: float = 0.5) -> np.ndarray:
-    """Blend a ``(H, W)`` anomaly map (scaled by ``vmax``, the held-out normal pixel threshold) over ``image``."""
-    from matplotlib import colormaps
-
-    norm = np.clip(heat / max(vmax, 1e-12) / 2.0, 0, 1)  # the threshold sits mid-scale
-    colour = colormaps["jet"](norm)[..., :3]
-    return (1 - alpha) * _rgb(image) + alpha * colour
+__all__ = ["METRIC_MEANINGS", "heat_overlay", "per_defect", "read_scores_csv", "rebuild_report", "run_facts",
+           "threshold_check", "threshold_sentence", "write_curves", "write_report", "write_scores_csv"]
 
 
 def write_scores_csv(path: str, scores: ScoreSet, threshold: float | None) -> None:
     """``path,score,label`` then ``defect``, ``predicted`` and one ``score_<name>`` column per extra scorer."""
-    extra = scores.names[1:]
-    with atomic_write(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "score", "label", "defect", "predicted", *[f"score_{n}" for n in extra]])
-        for i, p in enumerate(scores.paths):
-            s = float(scores.primary[i])
-            pred = "" if threshold is None else int(s > threshold)
-            label = "" if scores.labels.size == 0 or scores.labels[i] < 0 else int(scores.labels[i])
-            w.writerow([p, f"{s:.8g}", label, scores.defects[i] if scores.defects else "", pred,
-                        *[f"{float(scores.image[n][i]):.8g}" for n in extra]])
+    predicted = None if threshold is None else scores.primary > threshold
+    write_score_rows(path, scores.paths, {n: scores.image[n] for n in scores.names}, predicted, scores.labels,
+                     scores.defects)
 
 
 # One line per metric, in plain words, shown next to its value.
@@ -148,7 +127,7 @@ def _grid(path: str, model: ReconModel, dataset: Any, scores: ScoreSet, groups: 
                      f"{_short(str(it['path']))[-40:]})", fontsize=8, x=0.02, ha="left")
         axes = sub.subplots(1, len(cols))
         img = it["image"].numpy()
-        panels = [_rgb(img), _rgb(recon[r]), heat_overlay(img, heat[r], vmax)]
+        panels = [to_rgb(img), to_rgb(recon[r]), heat_overlay(img, heat[r], vmax)]
         if with_masks:
             panels.append(it["mask"][0].numpy())
         for c, panel in enumerate(panels):
@@ -233,6 +212,7 @@ def write_report(out_dir: str, *, model: ReconModel, dataset: Any, scores: Score
     wall time, for the run facts."""
     if skipped:
         metrics["skipped"] = list(skipped)
+    metrics["run"] = facts = run_facts(config, device, train_seconds)   # kept for rebuild_report
     files = {"metrics": os.path.join(out_dir, "metrics.json"), "scores": os.path.join(out_dir, "scores.csv")}
     write_json(files["metrics"], metrics)
     threshold = calibration.get("threshold")
@@ -272,10 +252,75 @@ def write_report(out_dir: str, *, model: ReconModel, dataset: Any, scores: Score
             files["grid_errors"] = os.path.join(out_dir, "grid_errors.png")
             _grid(files["grid_errors"], model, dataset, scores, errors, flagged, vmax or 1.0, pixel_threshold,
                   device, with_masks, "mistakes nearest the threshold")
+    files.update(write_curves(out_dir))
     files["report"] = os.path.join(out_dir, "report.html")
     page = _html(metrics, calibration, config, files, scores=scores, flagged=flagged, skipped=list(skipped),
-                 facts=run_facts(config, device, train_seconds), groups=groups)
+                 facts=facts, groups=groups)
     write_text(files["report"], page)
+    return files
+
+
+def write_curves(out_dir: str) -> dict[str, str]:
+    """curves.png from the run folder's history.csv: ``{"curves": path}``, or {} without a history to draw."""
+    path = os.path.join(out_dir, HISTORY)
+    if not os.path.isfile(path):
+        return {}
+    curves = plot_curves(read_history(path), os.path.join(out_dir, "curves.png"))
+    return {"curves": curves} if curves else {}
+
+
+def read_scores_csv(path: str, names: Sequence[str]) -> ScoreSet:
+    """The scores ``write_scores_csv`` wrote (``names``: the scorers, the primary first), without pixel maps."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    need = ["path", "score", "label", "defect", *[f"score_{n}" for n in names[1:]]]
+    missing = [c for c in need if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: missing the column(s) {', '.join(missing)}; expected {','.join(need)}")
+    image = {names[0]: np.array([float(r["score"]) for r in rows], dtype=np.float64)}
+    image.update({n: np.array([float(r[f"score_{n}"]) for r in rows], dtype=np.float64) for n in names[1:]})
+    labelled = any(r["label"] != "" for r in rows)
+    labels = np.array([int(r["label"]) if r["label"] != "" else -1 for r in rows] if labelled else [], dtype=np.int64)
+    return ScoreSet(list(names), image, None, labels, None, [r["path"] for r in rows], [r["defect"] for r in rows])
+
+
+def rebuild_report(run_dir: str) -> dict[str, str]:
+    """report.html (and curves.png) again from a tested run folder's files: config.yaml, metrics.json, scores.csv,
+    history.csv, the calibration in checkpoint.pt and the pictures already there; nothing is trained or scored.
+    Returns {what: path}."""
+    import json
+
+    import yaml
+
+    from .checkpoint import load_checkpoint
+    from .runtime import RunError
+
+    need = ["config.yaml", "metrics.json", "scores.csv", "checkpoint.pt"]
+    missing = [f for f in need if not os.path.isfile(os.path.join(run_dir, f))]
+    if missing:
+        raise RunError(f"{run_dir!r} lacks {', '.join(missing)}; expected a tested run folder "
+                       f"(the --out of `reconad run`, or `reconad test RUN` after `reconad train`)")
+    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as fh:
+        config = yaml.safe_load(fh)
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as fh:
+        metrics = json.load(fh)
+    calibration = load_checkpoint(os.path.join(run_dir, "checkpoint.pt")).get("calibration") or {}
+    names = list(metrics.get("scorers") or {}) or ["score"]
+    try:
+        scores = read_scores_csv(os.path.join(run_dir, "scores.csv"), names)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    files = {k: os.path.join(run_dir, f"{k}.png") for k in ("hist", "roc", "pro", "grid", "grid_errors")
+             if os.path.isfile(os.path.join(run_dir, f"{k}.png"))}
+    files.update(write_curves(run_dir))
+    threshold = calibration.get("threshold")
+    flagged = _decide(scores, threshold)
+    n_images = int((config.get("test") or {}).get("report_images", 6))
+    groups = _picks(scores, flagged, threshold, max(1, n_images // 2)) if scores.primary.size else {}
+    facts = metrics.get("run") or {"run": config.get("name"), "dataset": (config.get("data") or {}).get("name")}
+    files["report"] = os.path.join(run_dir, "report.html")
+    write_text(files["report"], _html(metrics, calibration, config, files, scores=scores, flagged=flagged,
+                                      skipped=list(metrics.get("skipped", [])), facts=facts, groups=groups))
     return files
 
 
@@ -306,6 +351,11 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
                 f"This value is fixed by the scorer itself, the method's own rule (its paper's gamma on scores "
                 f"min-max normalised over the scored set; see the plugin's README), not chosen on held-out "
                 f"images; the scorer's options give the label-free held-out threshold instead.")
+    elif calibration.get("n_validation") is not None:
+        text = (f"An image is flagged anomalous when its <code>{name}</code> score is above <b>{t:.4g}</b>: the "
+                f"threshold of the best F1 on the dataset's labelled validation split "
+                f"({calibration['n_validation']} images, never trained on, not the test set). It depends on the "
+                f"anomalies that split holds; no false-alarm rate is promised.")
     elif calibration.get("alpha") is not None:
         a, n = calibration["alpha"], calibration.get("n_holdout")
         text = (f"An image is flagged anomalous when its <code>{name}</code> score is above <b>{t:.4g}</b>: the "
@@ -318,8 +368,12 @@ def threshold_sentence(calibration: dict[str, Any], score_name: str) -> str:
                 f"{q:g} quantile of the scores of {n} held-out normal images, never trained on; the test "
                 f"labels are never used. On normal images like them, expect about {100 * (1 - q):.2g}% to be "
                 f"flagged (false alarms).")
-    p = calibration.get("pixel_threshold")
-    if p is not None:
+    p, area = calibration.get("pixel_threshold"), calibration.get("pixel_rule", {}).get("min_area")
+    if p is not None and area is not None:
+        text += (f" A pixel counts as anomalous when its anomaly-map value is above <b>{p:.4g}</b> in a connected "
+                 f"region of more than {area} such pixels: the lowest value at which no held-out normal image "
+                 f"has such a region (the white outline on the maps below marks every pixel above it).")
+    elif p is not None:
         text += (f" A pixel counts as anomalous when its anomaly-map value is above <b>{p:.4g}</b>, a quantile "
                  f"of the held-out normal images' pixel values: the white outline on the maps below.")
     return f"<p>{text}</p>"
@@ -462,7 +516,8 @@ def _html(metrics: dict[str, Any], calibration: dict[str, Any], config: dict[str
 <p>Dataset <b>{esc(str((config.get('data') or {}).get('name')))}</b>; scores per image in
 <a href="scores.csv">scores.csv</a>; all metrics in <a href="metrics.json">metrics.json</a>.</p>
 <h2>Run</h2><table>{facts_html}</table>
-<h2>Metrics</h2>{warnings_html}<table><tr><th>metric</th><th>value</th><th>what it says</th></tr>{''.join(rows)}</table>
+<h2>Metrics</h2>{warnings_html}<div class="row"><table><tr><th>metric</th><th>value</th><th>what it says</th></tr>{''.join(rows)}</table>
+{fig("curves", "Training curves from history.csv: each loss term per stage against the epoch, and the validation AUROC where the run has a validation split.")}</div>
 <h2>Threshold</h2>{threshold_sentence(calibration, scores.names[0] if scores.names else "score")}
 {threshold_check(scores, metrics)}
 {confusion}{defects}

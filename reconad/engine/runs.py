@@ -1,7 +1,8 @@
 """A run: train a validated config into a run folder, then test it and write the report.
 
-A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt``, ``metrics.json``,
-``scores.csv``, ``grid.png``, ``roc.png`` (``pro.png`` with masks) and ``report.html``. Every file is
+A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt``, ``history.csv`` (the training
+history), ``metrics.json``, ``scores.csv``, ``grid.png``, ``roc.png`` (``pro.png`` with masks), ``curves.png`` and
+``report.html``. Every file is
 written atomically; a run that fails before writing anything leaves no folder behind, and a new run never
 writes into a folder that holds another run (``--resume`` continues it, ``--overwrite`` replaces it).
 """
@@ -22,10 +23,12 @@ from ..io import write_text
 from ..plugins import get_registry
 from ..registry import Registry
 from .evaluate import compute_metrics, score_dataset
+from .history import HISTORY
 from .report import write_report
 from .checkpoint import CheckpointError, load_checkpoint
-from .runtime import RunError, setup_runtime
-from .trainer import CHECKPOINT, TrainResult, train
+from .progress import say
+from .runtime import RunError, apply_threads, setup_runtime
+from .trainer import CHECKPOINT, TrainResult, prepare_data, train
 
 __all__ = ["OutDir", "RunResult", "claim_out_dir", "default_out_dir", "run"]
 
@@ -107,6 +110,24 @@ def _in_root(path: str, root: str) -> str:
     return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
 
 
+def _trained_anything(out_dir: str) -> bool:
+    """A checkpoint or a row of history: what a failed run leaves to look at."""
+    path = os.path.join(out_dir, HISTORY)
+    if os.path.isfile(os.path.join(out_dir, CHECKPOINT)):
+        return True
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return sum(1 for _ in zip(range(2), fh)) > 1
+    except OSError:
+        return False
+
+
+def _clear(out_dir: str) -> None:
+    for entry in os.listdir(out_dir):
+        path = os.path.join(out_dir, entry)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+
+
 def _write_config(out_dir: str, cfg: Config) -> None:
     write_text(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
@@ -129,24 +150,26 @@ def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any
 
 def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: bool = False,
         overwrite: bool = False, registry: Registry | None = None, stop_after_steps: int | None = None,
-        log: Callable[[str], None] = print) -> RunResult:
+        log: Callable[[str], None] = say) -> RunResult:
     """Train ``cfg`` (resuming when asked), then test it and write the report (``test=False``: train only).
     ``out_dir`` must be new or empty unless ``resume`` or ``overwrite`` (see ``claim_out_dir``)."""
     registry = registry or get_registry()
+    apply_threads(cfg.train.threads)
     runtime = setup_runtime(cfg.train.device)
     out_dir = out_dir or default_out_dir(cfg.name)
     if runtime.is_main:
         claim_out_dir(out_dir, resume=resume, overwrite=overwrite)
     runtime.barrier()
+    splits = prepare_data(cfg, registry, log if runtime.is_main else lambda _: None)   # config.yaml: its size
     with OutDir(out_dir):
         if runtime.is_main and not resume:   # on resume, once the checkpoint proved to fit the config
             _write_config(out_dir, cfg)
         try:
             result = train(cfg, out_dir, runtime, registry, resume=resume, stop_after_steps=stop_after_steps,
-                           log=log)
+                           log=log, splits=splits)
         except BaseException:
-            if runtime.is_main and not resume and os.listdir(out_dir) == ["config.yaml"]:
-                os.unlink(os.path.join(out_dir, "config.yaml"))  # nothing trained: leave no folder
+            if runtime.is_main and not resume and not _trained_anything(out_dir):
+                _clear(out_dir)   # nothing trained (the folder was free, see claim_out_dir): leave no folder
             raise
         if runtime.is_main and resume:
             _write_config(out_dir, cfg)

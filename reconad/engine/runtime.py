@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["Runtime", "RunError", "resolve_device", "seed_everything", "setup_runtime"]
+__all__ = ["Runtime", "RunError", "apply_threads", "resolve_device", "seed_everything", "setup_runtime"]
 
 
 class RunError(RuntimeError):
@@ -56,6 +56,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def apply_threads(threads: int | None) -> int:
+    """``train.threads``: torch's intra-op CPU threads for this process (None: leave torch's choice). Processes
+    sharing the cores run faster with a share each than with every core each. Returns the count in use."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def setup_runtime(device_name: str) -> Runtime:

@@ -7,12 +7,13 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from ..config import Config, validate
+from ..config import Config, validate_resolved
 from ..plugins import get_registry
 from ..registry import Registry
 from .checkpoint import CheckpointError, check_config_file, check_weights, load_checkpoint
 from .predict import predict_images
 from .runs import OutDir, RunResult, evaluate_into
+from .progress import say
 from .runtime import resolve_device, setup_runtime
 from .trainer import build_data
 
@@ -51,7 +52,7 @@ def load_trained(checkpoint: str, device: str | torch.device = "auto", registry:
     config_file = os.path.join(run_folder(checkpoint), "config.yaml")
     if os.path.isfile(config_file):
         check_config_file(state, config_file, checkpoint)
-    cfg = validate(state["config"], registry)
+    cfg = validate_resolved(state["config"], registry)
     sig = state["signature"]
     model, _ = build_model(cfg.model, registry, sig["channels"], sig["image_size"])
     check_weights(model, state["model"], checkpoint)
@@ -76,7 +77,7 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
 
 
 def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "auto", skip_bad: bool = False,
-            registry: Registry | None = None, batch_size: int = 32, log: Callable[[str], None] = print,
+            registry: Registry | None = None, batch_size: int = 32, log: Callable[[str], None] = say,
             tile: int | None = None, overlap: float = 0.25) -> RunResult:
     """Score image files / folders with a trained checkpoint: ``scores.csv`` and ``heatmaps/*.png`` overlays
     at each image's own size (``tile``: scored in overlapping squares of that many pixels; see

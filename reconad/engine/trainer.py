@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -20,13 +19,16 @@ from ..components import Objective, StepContext
 from ..config import Config, TrainConfig, to_dict
 from ..data.base import DatasetSplits
 from ..metrics import auroc
-from ..model import ReconModel, build_model
+from ..model import ReconModel, build_model, nearest_size
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
 from .evaluate import calibrate, check_finite, fit_references, fixed_thresholds, score_dataset
+from .history import History, LogRun, build_loggers
+from .progress import TrainProgress, length_line, say
 from .runtime import RunError, Runtime, seed_everything
 
-__all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "train"]
+__all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "prepare_data",
+           "train"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -86,16 +88,39 @@ def build_data(cfg: Config, registry: Registry) -> DatasetSplits:
     return splits
 
 
-def check_selectable(cfg: Config, splits: DatasetSplits) -> None:
-    """``train.select_every`` needs the dataset's labelled validation split with normal and anomalous images."""
+def prepare_data(cfg: Config, registry: Registry, log: Callable[[str], None] = say) -> DatasetSplits:
+    """The run's data at the size the model takes, said once: ``data.image_size: null`` is the training images'
+    own size (or the nearest size the model builds for); a size that resizes images of one own size says so.
+    ``cfg.data.image_size`` is set to the size used (config.yaml and the checkpoint record it)."""
+    splits = build_data(cfg, registry)
+    asked, own, size = cfg.data.image_size, splits.own_size, splits.image_size
+    if asked is None:
+        fitted = nearest_size(cfg.model, registry, splits.channels, size)
+        if fitted != size:
+            log(f"data.image_size: the model does not take {size}x{size} inputs; using {fitted}x{fitted}, the "
+                "nearest size it takes (set data.image_size to choose)")
+            cfg.data.image_size = fitted
+            return build_data(cfg, registry)
+        log(f"data.image_size: {size}, the training images' own size" if own == size else
+            f"data.image_size: {size} (the training images have no one square size; set data.image_size)")
+    elif own is not None and own != asked:
+        log(f"data.image_size: {asked} resizes the {own}x{own} training images (null keeps their own size)")
+    cfg.data.image_size = size
+    return splits
+
+
+def check_selectable(cfg: Config, splits: DatasetSplits, key: str = "train.select_every",
+                     instead: str = "set train.select_every=0 to keep the last model") -> None:
+    """``train.select_every`` (and ``test.threshold=f1``: ``key``) needs the dataset's labelled validation split
+    with normal and anomalous images; ``instead`` says what to do without one."""
     val = splits.validation
+    what = f"{key}={cfg.train.select_every}" if key == "train.select_every" else key
     if val is None:
-        raise RunError(f"train.select_every={cfg.train.select_every}: dataset {cfg.data.name!r} gives no labelled "
-                       "validation split to select the model on (digits: set data.validation_normals and "
-                       "data.validation_anomalies_per_class); or set train.select_every=0 to keep the last model")
-    labels = set(getattr(val, "labels", None) or (int(val[i]["label"]) for i in range(len(val))))
+        raise RunError(f"{what}: dataset {cfg.data.name!r} gives no labelled validation split (digits: set "
+                       f"data.validation_normals and data.validation_anomalies_per_class); or {instead}")
+    labels = _labels(val)
     if labels != {0, 1}:
-        raise RunError(f"train.select_every: dataset {cfg.data.name!r}'s validation split needs normal and anomalous "
+        raise RunError(f"{what}: dataset {cfg.data.name!r}'s validation split needs normal and anomalous "
                        f"images, it has labels {sorted(labels)}")
 
 
@@ -117,11 +142,7 @@ class _Selection:
 
     def score(self, model: ReconModel, dataset: Any, device: torch.device, batch_size: int, step: int,
               epoch: int) -> dict[str, Any]:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            s = score_dataset(model, dataset, device, batch_size, keep_maps=False, keep_masks=False,
-                              where="validation images")
-        point = {"epoch": epoch, "step": step, "score": s.names[0],
-                 "validation_auroc": float(auroc(s.image[s.names[0]], s.labels))}
+        point = validation_point(model, dataset, device, batch_size, step, epoch)
         self.history.append(point)
         if not math.isfinite(point["validation_auroc"]):   # e.g. constant scores: never kept
             return point
@@ -135,6 +156,24 @@ class _Selection:
         if not finished:
             out["best_model"] = self.best_model
         return out
+
+
+def validation_point(model: ReconModel, dataset: Any, device: torch.device, batch_size: int, step: int,
+                     epoch: int) -> dict[str, Any]:
+    """The image AUROC of the primary score on the labelled validation split, under a forked RNG (training is
+    the same with or without it)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        s = score_dataset(model, dataset, device, batch_size, keep_maps=False, keep_masks=False,
+                          where="validation images")
+    return {"epoch": epoch, "step": step, "score": s.names[0],
+            "validation_auroc": float(auroc(s.image[s.names[0]], s.labels))}
+
+
+def _labels(dataset: Any) -> set[int]:
+    """The labels a (validation) split holds; none without one."""
+    if dataset is None:
+        return set()
+    return set(getattr(dataset, "labels", None) or (int(dataset[i]["label"]) for i in range(len(dataset))))
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -186,7 +225,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, resume: bool = False,
-          stop_after_steps: int | None = None, log: Callable[[str], None] = print,
+          stop_after_steps: int | None = None, log: Callable[[str], None] = say,
           splits: DatasetSplits | None = None) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (checkpoint.pt there), resuming from it when ``resume``.
 
@@ -195,10 +234,13 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     ``stop_after_steps`` ends this call early (after a checkpoint), as an interruption would; for tests.
     """
     t0 = time.perf_counter()
+    loggers = build_loggers(cfg.train.loggers, registry) if runtime.is_main else []   # unknown names: before data
     seed_everything(cfg.seed)
-    splits = build_data(cfg, registry) if splits is None else splits
+    splits = prepare_data(cfg, registry, log) if splits is None else splits
     if cfg.train.select_every:
         check_selectable(cfg, splits)
+    if cfg.test.threshold == "f1":
+        check_selectable(cfg, splits, "test.threshold=f1", "use test.threshold=quantile or conformal")
     model, objective = build_model(cfg.model, registry, splits.channels, splits.image_size)
     device = runtime.device
     model.to(device)
@@ -226,6 +268,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     step = 0
     selection = _Selection(tc.select_every, None)
+    state: dict[str, Any] = {}
     if resume:
         if not os.path.isfile(ckpt_path):
             raise RunError(f"--resume: no checkpoint to resume from in {out_dir!r} (expected {CHECKPOINT}); the run "
@@ -253,21 +296,20 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             "optimizers": [o.state_dict() for o in optimizers], "scaler": ctx.scaler.state_dict(),
             "objective": objective.state_dict(), "rng": _rng_state(), "step": step,
             "finished": finished, "calibration": calibration,
-            **({"selection": selection.state(finished)} if selection.every else {}),
+            **({"selection": selection.state(finished)} if selection.every else {}), "history": history.state(),
         })
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=step, disable=not (tc.progress and runtime.is_main), unit="step",
-               dynamic_ncols=True, desc=f"train {cfg.name}",
-               mininterval=0.2 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
-    seen, t_images = 0, time.perf_counter()
+    history = History(loggers, tc.log_every_steps, steps_per_epoch, optimizers, state.get("history"))
+    history.start(LogRun(out_dir, resolved, step if resume else None))   # unwritable: before training
+    validating = runtime.is_main and not selection.every and _labels(splits.validation) == {0, 1}
+    bar = TrainProgress(cfg.name, total, steps_per_epoch, step, objective, enabled=tc.progress and runtime.is_main)
     stop_at = total if stop_after_steps is None else min(total, step + stop_after_steps)
     every_s, last_save = tc.checkpoint_minutes * 60.0, time.monotonic()
     model.train()
     stops = _StopSignals().__enter__()   # before the line that says so
     try:
         if runtime.is_main and step < stop_at:
+            log(length_line(total, steps_per_epoch, batch))
             log(f"training steps {step}..{total} of {cfg.name}; checkpoint {ckpt_path} "
                 + (f"every {tc.checkpoint_minutes:g} min, " if every_s else "")
                 + (f"every {tc.checkpoint_every} steps, " if tc.checkpoint_every else "")
@@ -291,15 +333,17 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                                    f"{', '.join(f'{k}={v:.4g}' for k, v in logs.items())}; lower train.lr "
                                    f"(now {tc.lr}) or set train.grad_clip")
                 step += 1
-                seen += batch["image"].shape[0] * runtime.world_size
+                stage = objective.stage(step - 1, steps_per_epoch)
+                history.step(step, stage, logs, batch["image"].shape[0] * runtime.world_size)
+                bar.update(step, logs, batch["image"].shape[0] * runtime.world_size)
                 if selection.due(step, steps_per_epoch, total) and runtime.is_main:
                     p = selection.score(model, splits.validation, device, cfg.test.batch_size, step,
                                         step // steps_per_epoch)
                     log(f"epoch {p['epoch']}: validation AUROC {p['validation_auroc']:.4f} ({p['score']})")
-                if bar.n < step:
-                    bar.update(step - bar.n)
-                    rate = seen / max(time.perf_counter() - t_images, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{rate:.0f}", refresh=False)
+                    history.validation(step, stage, {"auroc": p["validation_auroc"]})
+                elif validating and (step % steps_per_epoch == 0 or step == total):
+                    p = validation_point(model, splits.validation, device, cfg.test.batch_size, step, 0)
+                    history.validation(step, stage, {"auroc": p["validation_auroc"]})
                 if stops.signum is not None and step < total:
                     log(f"{signal.Signals(stops.signum).name}: step {step} done, writing the checkpoint")
                     save(False)
@@ -308,9 +352,12 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
                                      or (every_s and time.monotonic() - last_save >= every_s)):
                     save(False)
                     last_save = time.monotonic()
+        if step >= total:
+            history.finish(step)
     finally:
         stops.__exit__()
         bar.close()
+        history.close()
 
     calibration: dict[str, Any] = {}
     if step >= total:
@@ -322,8 +369,11 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
             fit_references(model, splits.holdout, device, cfg.test.batch_size)   # scales some scorers keep
             holdout = score_dataset(model, splits.holdout, device, cfg.test.batch_size, keep_masks=False,
                                     where="held-out normal images")
+            validation = (score_dataset(model, splits.validation, device, cfg.test.batch_size, keep_masks=False,
+                                        where="validation images") if cfg.test.threshold == "f1" else None)
             calibration = calibrate(holdout, cfg.test.threshold_quantile, fixed_thresholds(model),
-                                    rule=cfg.test.threshold, alpha=cfg.test.alpha)
+                                    rule=cfg.test.threshold, alpha=cfg.test.alpha, validation=validation,
+                                    pixel_rule=cfg.test.pixel_threshold, min_area=cfg.test.min_area)
         save(True, calibration)
     else:
         save(False)

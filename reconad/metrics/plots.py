@@ -1,4 +1,4 @@
-"""ROC, PRO and score-histogram plots as PNG files (matplotlib's Agg backend; no display needed).
+"""ROC, PRO, score-histogram and training-curve plots as PNG files (matplotlib's Agg backend; no display needed).
 
 Each file is written through ``reconad.io.atomic_path``: a temporary file in the target folder moved into place
 with ``os.replace`` (a reader never sees a half-written PNG), with the same permissions as every other file a
@@ -7,12 +7,13 @@ run writes.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
 from ..io import atomic_path
 
-__all__ = ["plot_pro", "plot_roc", "plot_score_hist"]
+__all__ = ["plot_curves", "plot_pro", "plot_roc", "plot_score_hist"]
 
 
 def _save(fig: object, path: str | os.PathLike) -> str:
@@ -87,4 +88,43 @@ def plot_score_hist(normal: object, anomalous: object, path: str | os.PathLike, 
         ax.axvline(float(threshold), color="crimson", lw=1.5, ls="--", label=f"threshold {threshold:.4g}")
     ax.set(xlabel="image score (higher = more anomalous)", ylabel="images", title=title)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+CURVE_EXCLUDED = ("lr", "images_per_s")   # history keys that are settings and speed, not curves to judge
+
+
+def plot_curves(rows: Sequence[tuple], path: str | os.PathLike, title: str = "training") -> str | None:
+    """Write the training curves of a history (``reconad.components.HistoryRow`` tuples) to ``path`` (PNG): one
+    panel per loss term against the epoch, one line per stage (the ``train`` rows, else the per-epoch ones),
+    and a panel of the validation AUROC where there is one. Returns the path, or None for a history with
+    nothing to draw."""
+    scope = "train" if any(r.scope == "train" for r in rows) else "epoch"
+    terms = [r for r in rows if r.scope == scope and r.key not in CURVE_EXCLUDED and not r.key.startswith("lr_")]
+    keys = list(dict.fromkeys(r.key for r in terms))
+    val = [r for r in rows if r.scope == "val" and r.key == "auroc"]
+    panels = keys + (["validation AUROC"] if val else [])
+    if not panels:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(3, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig = Figure(figsize=(3.6 * cols, 2.8 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    stages = list(dict.fromkeys(r.stage for r in rows))
+    colours = {st: f"C{i}" for i, st in enumerate(stages)}
+    for i, panel in enumerate(panels):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        series = val if panel == "validation AUROC" else [r for r in terms if r.key == panel]
+        for st in stages:
+            pts = [(r.epoch, r.value) for r in series if r.stage == st]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, marker="o" if len(series) < 20 else None, ms=3, lw=1.2, color=colours[st], label=st)
+        ax.set(xlabel="epoch", title=panel)
+        if len(stages) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
     return _save(fig, path)

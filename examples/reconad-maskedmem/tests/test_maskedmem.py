@@ -29,7 +29,8 @@ SMALL = {"masker": {"name": "oled", "keep": 0.75, "channels": [4, 8]},
 def _config(model: dict, size: int = 16, **train):
     raw = {"name": "maskedmem-test", "data": {"name": "textures", "category": "brick", "image_size": size,
                                               "patch_size": size, "patch_stride": 24},
-           "model": model, "train": {"epochs": 1, "batch_size": 16, "device": "cpu", "progress": False, **train}}
+           "model": model, "train": {"batch_size": 16, "device": "cpu", "progress": False,
+                                             **(train if "steps" in train else {"epochs": 1, **train})}}
     return validate(raw, REGISTRY)
 
 

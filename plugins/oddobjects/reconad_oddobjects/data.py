@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from reconad.data.base import NORMAL, DataError, DatasetSplits, DataSettings, check_settings, holdout_count, \
-    to_channels
+    image_size, to_channels
 
 from ._coco_extract import CACHE_VERSION, cache_key, cache_root, extract_objects, load_cache, save_cache
 from ._coco_index import CocoIndex, ObjectEntry, read_index
@@ -167,7 +167,7 @@ def _pixels(index: CocoIndex, objects: list[ObjectEntry], images_dir: str, setti
     gone = set(missing)
     objects = [o for o in objects if os.path.join(images_dir, index.images[o.image_id].file_name) not in gone]
 
-    size = settings.image_size
+    size = image_size(settings, None)     # crops of objects of every size: no own size
     key = cache_key(index, objects, images_dir, {"image_size": size, "margin": margin,
                                                   "skip_bad": settings.skip_bad})
     root = cache_root(cache_dir)
@@ -281,4 +281,4 @@ def coco_dataset(settings: DataSettings, annotations: str | None = None, images:
         raise DataError(f"coco {index.path}: every test object was skipped (unreadable images: "
                         f"{'; '.join(skipped[:3])})")
     return DatasetSplits(train=split(train_objs, True), holdout=split(holdout, False), test=test,
-                         channels=channels, image_size=settings.image_size, has_masks=False, skipped=skipped)
+                         channels=channels, image_size=image_size(settings, None), has_masks=False, skipped=skipped)

@@ -89,7 +89,7 @@ def _load_model(checkpoint: str, device: torch.device, registry: Any) -> tuple[A
 def rank_objects(annotations: str, images: str, *, config: str | None = None, overrides: Sequence[str] = (),
                  out_dir: str | None = None, checkpoint: str | None = None, top: int = 5,
                  categories: str | None = None, device: str | None = None, skip_bad: bool = False,
-                 registry: Any = None, log: Callable[[str], None] = print) -> RankResult:
+                 registry: Any = None, log: Callable[[str], None] | None = None) -> RankResult:
     """Train on (or load a model for) every selected object of ``annotations``, score them all and write
     the rank report into ``out_dir``."""
     from reconad.config import ConfigError, load_raw, validate
@@ -97,8 +97,10 @@ def rank_objects(annotations: str, images: str, *, config: str | None = None, ov
     from reconad.engine.evaluate import score_dataset
     from reconad.engine.runtime import setup_runtime
     from reconad.engine.trainer import build_data
+    from reconad.engine.progress import say
     from reconad.plugins import get_registry
 
+    log = log or say    # the engine's lines: quiet under reconad -q
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"--top: expected a positive number of objects, got {top!r}")
     registry = registry or get_registry()

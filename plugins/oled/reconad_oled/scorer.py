@@ -84,11 +84,15 @@ class OLEDScorer(Scorer):
         t = oled_terms(x, recon, outputs["mask"], self._unmasked(outputs), self.cont)
         pixel = (2.0 * (x.float() - recon.float())).pow(2).mean(1)
         parts = {"mask": t.mask, "cont": t.cont, "rec": t.rec}
-        if self.fitted:
-            span = self.ref_high - self.ref_low
+        if self.scale == "reference":
+            # a tensor condition, not `if self.fitted`: torch.export traces it (ONNX export); raw until fitted
+            fitted = ~torch.isnan(self.ref_low).any()
+            low = self.ref_low.nan_to_num(0.0)          # no NaN even in the branch not taken
+            span = (self.ref_high - self.ref_low).nan_to_num(0.0)
             for i, p in enumerate(PARTS):   # as normalize_scores: a part constant on the reference reads 0
-                parts[p] = torch.where(span[i] > 0, (parts[p] - self.ref_low[i]) / span[i].clamp_min(1e-30),
-                                       torch.zeros_like(parts[p]))
+                scaled = torch.where(span[i] > 0, (parts[p] - low[i]) / span[i].clamp_min(1e-30),
+                                     torch.zeros_like(parts[p]))
+                parts[p] = torch.where(fitted, scaled, parts[p])
         return Scores((parts["mask"] + parts["cont"] + parts["rec"]) / 3.0, pixel, parts)
 
     def finalize(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
