@@ -161,11 +161,14 @@ def test_cli_errors_are_one_line_and_leave_no_folder(tmp_path):
         assert not out.exists(), args
 
 
-def test_cli_help_and_info():
-    for cmd in ("run", "train", "test", "predict", "video", "plugins", "info"):
-        res = _cli(cmd, "--help")
-        assert res.returncode == 0 and "usage: reconad" in res.stdout, cmd
-    info = json.loads(_cli("info", "--json").stdout)
+def test_cli_help_and_info(capsys):
+    from reconad.cli import main
+
+    for cmd in ("run", "train", "test", "report", "predict", "video", "export", "benchmark", "plugins", "info"):
+        with pytest.raises(SystemExit) as exit_:
+            main([cmd, "--help"])
+        assert exit_.value.code == 0 and "usage: reconad" in capsys.readouterr().out, cmd
+    info = json.loads(_cli("info", "--json").stdout)   # in a process of its own
     assert info["ops"]["memory_address"]["cpu"]["backend"] in ("cpp", "fallback")
     assert all(v["reason"] for per in info["ops"].values() for v in per.values())
     table = _cli("info").stdout
