@@ -8,19 +8,12 @@ import pytest
 
 from reconad.data import DataError, DataSettings, fashion_mnist
 from reconad.data.fashion_mnist import CLASSES
-from test_data_mnist_idx import _fake_mnist, _write_idx
+from test_data_mnist_idx import _write_pairs
 
 
 @pytest.fixture()
 def fashion_root(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(1)
-    xa, ya = _fake_mnist(rng, 30)
-    xb, yb = _fake_mnist(rng, 8)
-    _write_idx(tmp_path / "train-images-idx3-ubyte", xa, gz=True)
-    _write_idx(tmp_path / "train-labels-idx1-ubyte", ya, gz=True)
-    _write_idx(tmp_path / "t10k-images-idx3-ubyte", xb)
-    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", yb)
-    return tmp_path, xa, ya, xb, yb
+    return (tmp_path, *_write_pairs(tmp_path, 1, 30, 8))
 
 
 def test_protocol_trains_on_the_class_and_tests_on_every_t10k_image(fashion_root) -> None:

@@ -31,16 +31,23 @@ def _fake_mnist(rng: np.random.Generator, per_class: int) -> tuple[np.ndarray, n
     return x, y
 
 
+def _write_pairs(folder: Path, seed: int, n_train: int, n_test: int) -> tuple[np.ndarray, ...]:
+    """A train pair (gzipped) and a t10k pair (plain) of fake digits, ``n_*`` images per class, in ``folder``:
+    (train images, train labels, test images, test labels)."""
+    rng = np.random.default_rng(seed)
+    xa, ya = _fake_mnist(rng, n_train)
+    xb, yb = _fake_mnist(rng, n_test)
+    _write_idx(folder / "train-images-idx3-ubyte", xa, gz=True)
+    _write_idx(folder / "train-labels-idx1-ubyte", ya, gz=True)
+    _write_idx(folder / "t10k-images-idx3-ubyte", xb)
+    _write_idx(folder / "t10k-labels-idx1-ubyte", yb)
+    return xa, ya, xb, yb
+
+
 @pytest.fixture()
 def mnist_root(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     """A train pair (gzipped) and a t10k pair (plain), 40 and 10 images per class."""
-    rng = np.random.default_rng(0)
-    xa, ya = _fake_mnist(rng, 40)
-    xb, yb = _fake_mnist(rng, 10)
-    _write_idx(tmp_path / "train-images-idx3-ubyte", xa, gz=True)
-    _write_idx(tmp_path / "train-labels-idx1-ubyte", ya, gz=True)
-    _write_idx(tmp_path / "t10k-images-idx3-ubyte", xb)
-    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", yb)
+    xa, ya, xb, yb = _write_pairs(tmp_path, 0, 40, 10)
     load_mnist_idx.cache_clear()
     return tmp_path, np.concatenate([xa, xb]), np.concatenate([ya, yb])
 
