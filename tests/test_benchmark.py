@@ -60,7 +60,9 @@ def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, cap
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     env = json.loads((out / "environment.json").read_text())
     assert env["device"] == "cpu" and env["torch"] and env["commit"] and env["threads_per_job"] >= 1
-    assert len(capsys.readouterr().out.splitlines()) >= 4           # a progress line per cell
+    printed = capsys.readouterr()
+    assert len(printed.out.splitlines()) >= 4                       # a progress line per cell
+    assert "scored" not in printed.err and "epoch" not in printed.err   # and nothing of each cell's own
 
     stamp = {r["run_dir"]: os.path.getmtime(out / r["run_dir"] / "checkpoint.pt") for r in rows}
     assert main(["benchmark", str(QUICK), "--out", str(out), "--quick", "--device", "cpu"]) == 2

@@ -109,6 +109,7 @@ def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellR
 
     from ..config import load_config
     from ..engine import Interrupted, run
+    from ..engine.progress import set_mode
 
     if threads:
         torch.set_num_threads(threads)
@@ -116,6 +117,7 @@ def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellR
     entry_path = folder + ".json"
     previous = _read_entry(entry_path)
     t0 = time.perf_counter()
+    mode = set_mode("quiet")   # the benchmark prints one line per cell, not each cell's training and scoring
     try:
         cfg = load_config(cell.config, list(cell.overrides))
         # a cell killed mid-training left its checkpoint: continue it when it is the same cell
@@ -136,6 +138,8 @@ def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellR
         detail = f"{type(exc).__name__}: {exc}"
         result = CellResult(cell, "error", dict.fromkeys(METRICS), time.perf_counter() - t0, False, folder,
                             detail.replace("\n", " | "))
+    finally:
+        set_mode(mode)
     write_json(entry_path, {"key": key, "status": result.status, "cell": cell.label, "metrics": result.metrics,
                             "seconds": result.seconds, "error": result.error})
     return result
