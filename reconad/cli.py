@@ -181,7 +181,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .api import Detector
 
     report = Detector.load(args.run, device="cpu").export(args.out, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                                                          tolerance=args.tolerance)
+                                                          tolerance=args.tolerance, resize=args.resize)
     print(f"onnx: {report.path}\nparity: {report.n_images} images ({report.sample}), max |score diff| "
           f"{report.max_abs_score_diff:.3g}, max |map diff| {report.max_abs_map_diff:.3g}, decisions identical: "
           f"{report.decisions_identical}; report: {report.report}")
@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
                    help="a dynamic batch dimension (default); --no-dynamic-batch fixes it to 1")
     p.add_argument("--tolerance", type=float, default=1e-4, help="parity tolerance, relative to max |score|")
+    p.add_argument("--resize", choices=["graph", "caller"], default="graph",
+                   help="graph: the file takes any image size and resizes as trained (default); caller: the file "
+                        "takes the trained size only and the caller resizes (OnnxInferencer does; for OpenVINO)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("plugins", help="every registered component by kind, with its plugin")
     p.add_argument("--json", action="store_true")

@@ -302,3 +302,29 @@ def test_exported_run_under_the_inferencer_scores_as_the_detector(tiny_run, tmp_
     assert sorted(a) == sorted(b) and len(a) == 6
     np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=0,
                                atol=1e-4 * max(map(abs, b.values())))
+
+
+def test_caller_resize_export_runs_under_the_inferencer_and_openvino(fitted, tmp_path):
+    """``resize="caller"``: the file takes the trained size only; OnnxInferencer resizes in numpy as Detector
+    does, and OpenVINO (whose antialiased Resize differs from torch's) gives PyTorch's outputs at that size."""
+    from reconad.deploy import OnnxInferencer
+
+    path = str(tmp_path / "m.onnx")
+    report = fitted.export(path, resize="caller")
+    assert report.passed and report.resize == "caller"
+    (inp,) = session(path).get_inputs()
+    assert inp.shape[2:] == [fitted.image_size_, fitted.image_size_]
+    x = patches((256, 400), 6, size=fitted.image_size_ + 12)            # another size: resized by the caller
+    want = fitted.decision_function(x)
+    np.testing.assert_allclose(OnnxInferencer(path).decision_function(x), want, rtol=0, atol=1e-4 * np.abs(want).max())
+    ov = pytest.importorskip("openvino")
+    compiled = ov.Core().compile_model(ov.Core().read_model(path), "CPU")
+    x = patches((256, 400), 6)                                          # the trained size
+    out = compiled({"image": x[:, None]})
+    score, amap, flag = (out[o] for o in compiled.outputs)
+    want, maps = fitted.decision_function(x), fitted.anomaly_map(x)
+    np.testing.assert_allclose(score, want, rtol=0, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_allclose(amap, maps, rtol=0, atol=1e-3 * np.abs(maps).max())
+    np.testing.assert_array_equal(flag.astype(bool), fitted.predict(x).astype(bool))
+    with pytest.raises(ExportError, match="resize must be 'graph' or 'caller'"):
+        fitted.export(str(tmp_path / "n.onnx"), resize="numpy")

@@ -339,8 +339,12 @@ def _parity(det: Detector, path: str, groups: list[torch.Tensor], dynamic_batch:
 
 # ------------------------------------------------------------------------------------------- entry point
 
+class _CallerResizes(Exception):
+    """``resize="caller"`` asked for: the graph without its resize."""
+
+
 def export_onnx(detector: Detector, path: str | os.PathLike, *, opset: int = MIN_OPSET, dynamic_batch: bool = True,
-                sample: object = None, tolerance: float = 1e-4) -> ExportReport:
+                sample: object = None, tolerance: float = 1e-4, resize: str = "graph") -> ExportReport:
     """Export ``detector`` to ONNX at ``path`` and prove its parity (docs/deploy.md).
 
     ``sample``: images for the parity check (anything ``Detector`` scores); default: the run's test images
@@ -348,6 +352,9 @@ def export_onnx(detector: Detector, path: str | os.PathLike, *, opset: int = MIN
     differ by ``tolerance`` x their largest magnitude; decisions must be identical except for images whose
     score is that close to the threshold (listed as borderline). ``export_report.json`` is written beside
     ``path`` either way; the ``.onnx`` only when the check passes, else ``ExportError`` says what differed.
+    ``resize``: ``"graph"`` (the file takes any size and resizes as trained) or ``"caller"`` (the file takes
+    the trained size only and the caller resizes, as ``OnnxInferencer`` does: for runtimes whose antialiased
+    ``Resize`` differs, e.g. OpenVINO; docs/deploy.md).
     """
     import onnx
 
@@ -356,19 +363,22 @@ def export_onnx(detector: Detector, path: str | os.PathLike, *, opset: int = MIN
     if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1):
         raise ExportError(f"export_onnx: tolerance must be in (0, 1) (relative to the largest score), "
                           f"got {tolerance!r}")
+    if resize not in ("graph", "caller"):
+        raise ExportError(f"export_onnx: resize must be 'graph' or 'caller', got {resize!r}")
     map_index = _check_exportable(detector, opset)
     groups, where = _sample(detector, sample)
     model = detector.model_.eval()
     _check_deterministic(detector, groups[0][:4])
-    graph = _Graph(model, detector.image_size_, detector.threshold_, resize=True).eval()
+    graph = _Graph(model, detector.image_size_, detector.threshold_, resize=resize == "graph").eval()
     graph.map_index = map_index
     example = groups[0][:2] if dynamic_batch else groups[0][:1]
     try:
-        proto, resize = _to_onnx(_export_program(detector, graph, example.to(detector.device_), dynamic_batch),
-                                 opset), "graph"
+        if resize == "caller":
+            raise _CallerResizes
+        proto = _to_onnx(_export_program(detector, graph, example.to(detector.device_), dynamic_batch), opset)
     except ExportError:
         raise
-    except Exception:  # noqa: BLE001 - the antialiased resize did not convert: the caller resizes
+    except Exception:  # noqa: BLE001 - asked for, or the antialiased resize did not convert: the caller resizes
         graph.resize = False
         ep = _export_program(detector, graph, example.to(detector.device_), dynamic_batch)
         try:
@@ -376,9 +386,8 @@ def export_onnx(detector: Detector, path: str | os.PathLike, *, opset: int = MIN
         except Exception as exc:  # noqa: BLE001 - named
             raise ExportError(f"torch.onnx cannot convert the traced model to ONNX opset {opset}: "
                               f"{type(exc).__name__}: {_first_line(exc)}") from exc
-    if resize == "caller":
-        groups = [g for g in groups if g.shape[-1] == g.shape[-2] == detector.image_size_] or [
-            F.interpolate(groups[0], size=(detector.image_size_,) * 2, mode="bilinear", antialias=True)]
+    if resize == "caller":   # the sample at the trained size, resized as Detector does
+        groups = [resize_images(g, detector.image_size_) for g in groups]
     for key, value in _metadata(detector, resize).items():
         proto.metadata_props.add(key=key, value=value)
     report_path = os.path.join(os.path.dirname(os.path.abspath(path)), "export_report.json")
