@@ -147,9 +147,10 @@ def test_bootstrap_matches_a_loop_over_sklearn() -> None:
     assert mean_std([0.5]) == (0.5, 0.0)
 
 
-def test_summary_intervals_and_paired_difference_from_scores_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("headline", ["image_auroc", "aupro"])   # image AUROC's intervals whatever the headline
+def test_summary_intervals_and_paired_difference_from_scores_files(tmp_path: Path, headline: str) -> None:
     groups = _fake_groups(np.random.default_rng(2))
-    suite = parse_suite({"baseline": "b", "seeds": [0, 1], "methods": {"a": DIGITS, "b": DIGITS},
+    suite = parse_suite({"baseline": "b", "seeds": [0, 1], "methods": {"a": DIGITS, "b": DIGITS}, "metric": headline,
                          "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1]}}},
                         str(tmp_path / "s.yaml"))
     cells = {(c.method, c.cls, c.seed): c for c in suite.cells()}

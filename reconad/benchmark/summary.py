@@ -87,8 +87,7 @@ class Summary:
         self.ci: dict[tuple[str, str], tuple[float, float]] = {}
         self.paired: dict[tuple[str, str], tuple[float, float, float]] = {}
         self.notes: list[str] = []
-        if suite.metric == "image_auroc":
-            self._bootstrap(n_boot, seed)
+        self._bootstrap(n_boot, seed)   # image AUROC's intervals and paired comparison, whatever the headline
 
     def _per_seed(self, method: str, dataset: str, metric: str) -> list[float]:
         """Per seed, the mean over the dataset's classes (the seeds where every class finished)."""
@@ -129,7 +128,7 @@ class Summary:
         if s is None:
             return "—"
         text = f"{s[0]:.4f} ± {s[1]:.4f}"
-        ci = self.ci.get((method, dataset)) if metric == self.suite.metric else None
+        ci = self.ci.get((method, dataset)) if metric == "image_auroc" else None
         return text + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
@@ -150,23 +149,26 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
              f"{env['jobs']} job(s) x {env['threads_per_job']} thread(s).", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
-    boot = metric == "image_auroc"
-    lines += [f"## {metric}: mean ± std over {n_seeds} seed(s)" + (" [95 % bootstrap interval]" if boot else ""), "",
-              "Each seed's value is the mean over the dataset's classes" + ("; the interval resamples the test "
-              "images (1000 stratified replicates, seeds pooled)." if boot else " (intervals and the paired "
-              "comparison are computed for image_auroc only)."), ""]
-    lines += _table(["method", *s.datasets], [[m, *(s.cell(m, d, metric) for d in s.datasets)] for m in s.methods])
-    if suite.baseline and s.paired:
-        lines += ["", f"## Paired against the baseline `{suite.baseline}`: difference in {metric} "
-                      "[95 % bootstrap interval]", "",
-                  "The same resampled test images for both methods; an interval that excludes 0 is a difference "
-                  "beyond the test set's noise.", ""]
-        rows = [[m, *(_diff(s.paired.get((m, d))) for d in s.datasets)] for m in s.methods if m != suite.baseline]
-        lines += _table(["method", *s.datasets], rows)
-    others = [k for k in METRICS if k != metric and any(key[2] == k for key in s.stats)]
-    for k in others:
-        lines += ["", f"## {k}: mean ± std over seeds", ""]
+    boot = bool(s.ci)
+    for k in [metric, *(k for k in METRICS if k != metric and any(key[2] == k for key in s.stats))]:
+        with_ci = boot and k == "image_auroc"
+        lines += [f"## {k}: mean ± std over {n_seeds} seed(s)" + (" [95 % bootstrap interval]" if with_ci else ""),
+                  ""]
+        if k == metric:
+            lines += ["Each seed's value is the mean over the dataset's classes" + (
+                "; the interval resamples the test images (1000 stratified replicates, seeds pooled)." if with_ci
+                else " (intervals and the paired comparison are computed for image_auroc, below)."), ""]
         lines += _table(["method", *s.datasets], [[m, *(s.cell(m, d, k) for d in s.datasets)] for m in s.methods])
+        lines += [""]
+        if k == "image_auroc" and suite.baseline and s.paired:
+            lines += [f"## Paired against the baseline `{suite.baseline}`: difference in image_auroc "
+                      "[95 % bootstrap interval]", "",
+                      "The same resampled test images for both methods; an interval that excludes 0 is a "
+                      "difference beyond the test set's noise.", ""]
+            rows = [[m, *(_diff(s.paired.get((m, d))) for d in s.datasets)] for m in s.methods
+                    if m != suite.baseline]
+            lines += _table(["method", *s.datasets], rows) + [""]
+    lines.pop()
     lines += _per_scorer(s)
     lines += _per_class(s)
     failed = [r for r in s.results if r.status != "ok"]
@@ -244,7 +246,8 @@ def plot(s: Summary, path: str) -> None:
             st = s.stats.get((m, d, metric))
             if st is None:
                 continue
-            ci = s.ci.get((m, d), (st[0] - st[1], st[0] + st[1]))
+            ci = s.ci.get((m, d)) if metric == "image_auroc" else None
+            ci = ci or (st[0] - st[1], st[0] + st[1])         # without an interval: +- std over seeds
             xs.append(i + j * width)
             ys.append(st[0])
             lo.append(st[0] - ci[0])
@@ -264,10 +267,10 @@ def plot(s: Summary, path: str) -> None:
     axes[1].set_xlim(-0.5, len(s.datasets) - 0.5)
     axes[0].set_ylabel(metric)
     axes[0].set_ylim(max(0.0, min(bottoms, default=0.5) - 0.05), 1.0)
-    axes[0].set_title(f"{metric}: mean, 95 % interval")
+    axes[0].set_title(f"{metric}: mean, " + ("95 % interval" if metric == "image_auroc" and s.ci else "± std"))
     axes[0].legend(fontsize=7)
     axes[1].axhline(0, color="grey", lw=1)
-    axes[1].set_title(f"minus baseline {s.suite.baseline or '(none)'}: paired, 95 % interval")
+    axes[1].set_title(f"image_auroc minus baseline {s.suite.baseline or '(none)'}: paired, 95 % interval")
     if s.paired:
         axes[1].legend(fontsize=7)
     fig.tight_layout()
