@@ -231,3 +231,22 @@ def test_the_last_layer_giving_the_training_length_wins(tmp_path: Path) -> None:
     cfg = load_config(quick.config, list(quick.overrides))
     assert to_dict(cfg)["train"]["steps"] == 2 and to_dict(cfg)["train"]["epochs"] is None   # the length in effect
     assert load_config(full.config, list(full.overrides)).train.epochs == 3
+
+
+def test_every_seed_sees_the_same_test_images_and_a_cell_whose_labels_differ_is_left_out(tmp_path: Path) -> None:
+    from reconad.benchmark.summary import load_groups
+    from reconad.config import load_config
+
+    suite = load_suite(str(_suite(tmp_path, seeds=[0, 3])))
+    assert [load_config(c.config, list(c.overrides)).data.seed for c in suite.cells()] == [0, 0]
+    labels = np.r_[np.zeros(5, int), np.ones(5, int)]
+    results = []
+    for cell, y in zip(suite.cells(), (labels, labels[::-1])):     # same image names, the second relabelled
+        folder = tmp_path / f"seed{cell.seed}"
+        folder.mkdir()
+        with open(folder / "scores.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([["path", "score", "label"], *([f"img{i}", i / 10, y[i]] for i in range(10))])
+        results.append(CellResult(cell, "ok", {"image_auroc": 1.0}, 1.0, False, str(folder)))
+    (group,), notes = load_groups(results)
+    assert group.runs["memae"].shape == (1, 10) and np.array_equal(group.labels, labels)
+    assert len(notes) == 1 and "seed 3: its test images or labels differ" in notes[0]

@@ -97,7 +97,9 @@ class Suite:
             for d in self.datasets.values():
                 for value in (d.values[:1] if quick else d.values):
                     for seed in seeds:
-                        sets = [*(f"data.{k}={_yaml(v)}" for k, v in d.data.items()), *d.overrides,
+                        # data.seed pinned: every training seed sees the same split and test images (a
+                        # run's seed would reseed the data too), so seeds pool and methods pair
+                        sets = ["data.seed=0", *(f"data.{k}={_yaml(v)}" for k, v in d.data.items()), *d.overrides,
                                 *m.overrides, *m.on.get(d.name, [])]
                         if d.key is not None:
                             sets.append(f"data.{d.key}={_yaml(value)}")

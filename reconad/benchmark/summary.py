@@ -60,9 +60,9 @@ def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
         if gkey not in groups:
             order[gkey] = sorted(scores)
             groups[gkey] = Group(f"{r.cell.dataset}/{r.cell.cls}", np.array([scores[p][1] for p in order[gkey]]))
-        if sorted(scores) != order[gkey]:
-            notes.append(f"{r.cell.label}: its test images differ from the other runs of {groups[gkey].name}; left "
-                         "out of the intervals")
+        if sorted(scores) != order[gkey] or any(scores[p][1] != y for p, y in zip(order[gkey], groups[gkey].labels)):
+            notes.append(f"{r.cell.label}: its test images or labels differ from the other runs of "
+                         f"{groups[gkey].name}; left out of the intervals")
             continue
         seeds.setdefault((gkey, r.cell.method), []).append(np.array([scores[p][0] for p in order[gkey]]))
     for (gkey, method), rows in seeds.items():
