@@ -26,6 +26,7 @@ from ..config import to_dict
 from ..data.base import resize_images
 from ..engine.runtime import RunError
 from ..io import atomic_path, write_json
+from .inferencer import FORMAT, OUTPUTS   # the file contract, kept where the torch-free reader checks it
 from .onnx_ops import MIN_OPSET, translation_table
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT", "OUTPUTS", "ExportError", "ExportReport", "export_onnx"]
 
-FORMAT = "reconad-onnx/1"
-OUTPUTS = ("score", "anomaly_map", "is_anomaly")
 SAMPLE_SIZE = 32          # test images scored for the parity check
 # a pixel is not averaged as a score is: rank-based layers (max-pool, top-k masks) may flip a near-tie there
 MAP_FACTOR = 10
@@ -122,7 +121,7 @@ def _check_exportable(det: Detector, opset: int) -> int:
                           f"Resize of the graph need opset >= {MIN_OPSET}; export with --opset {MIN_OPSET}")
     model = det.model_
     names = model.scorer_names
-    with_maps = [i for i, sc in enumerate(model.scorers) if _gives_maps(det, i)]
+    with_maps = _scorers_with_maps(det)
     if not with_maps:
         raise ExportError(f"scorer(s) {', '.join(names)} give no pixel maps; the ONNX file's anomaly_map output "
                           f"needs one (add a scorer with maps, e.g. l2)")
@@ -139,10 +138,12 @@ def _check_exportable(det: Detector, opset: int) -> int:
     return with_maps[0]
 
 
-def _gives_maps(det: Detector, i: int) -> bool:
+def _scorers_with_maps(det: Detector) -> list[int]:
+    """The indices of the scorers that give pixel maps (one probe image through the model)."""
     probe = torch.rand(1, det.channels_, det.image_size_, det.image_size_, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        return list(det.model_.score(det.model_(probe.to(det.device_))).values())[i].pixel is not None
+        scores = det.model_.score(det.model_(probe.to(det.device_))).values()
+    return [i for i, s in enumerate(scores) if s.pixel is not None]
 
 
 @contextlib.contextmanager
