@@ -109,12 +109,10 @@ def prepare_data(cfg: Config, registry: Registry, log: Callable[[str], None] = s
     return splits
 
 
-def check_selectable(cfg: Config, splits: DatasetSplits, key: str = "train.select_every",
-                     instead: str = "set train.select_every=0 to keep the last model") -> None:
-    """``train.select_every`` (and ``test.threshold=f1``: ``key``) needs the dataset's labelled validation split
-    with normal and anomalous images; ``instead`` says what to do without one."""
+def check_selectable(cfg: Config, splits: DatasetSplits, what: str, instead: str) -> None:
+    """The setting ``what`` (``train.select_every=N``, ``test.threshold=f1``) needs the dataset's labelled
+    validation split with normal and anomalous images; ``instead`` says what to do without one."""
     val = splits.validation
-    what = f"{key}={cfg.train.select_every}" if key == "train.select_every" else key
     if val is None:
         raise RunError(f"{what}: dataset {cfg.data.name!r} gives no labelled validation split (digits: set "
                        f"data.validation_normals and data.validation_anomalies_per_class); or {instead}")
@@ -238,7 +236,8 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     seed_everything(cfg.seed)
     splits = prepare_data(cfg, registry, log) if splits is None else splits
     if cfg.train.select_every:
-        check_selectable(cfg, splits)
+        check_selectable(cfg, splits, f"train.select_every={cfg.train.select_every}",
+                         "set train.select_every=0 to keep the last model")
     if cfg.test.threshold == "f1":
         check_selectable(cfg, splits, "test.threshold=f1", "use test.threshold=quantile or conformal")
     model, objective = build_model(cfg.model, registry, splits.channels, splits.image_size)
