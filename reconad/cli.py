@@ -133,13 +133,28 @@ def _cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(n) for n in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds (0,1,2), got {text!r}") from None
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmark
     from .engine import Interrupted
 
     try:
         files = run_benchmark(args.suite, args.out, jobs=args.jobs, resume=args.resume, quick=args.quick,
-                              device=args.device)
+                              device=args.device, methods=args.methods, datasets=args.datasets,
+                              classes=args.classes, seeds=args.seeds, readme=args.readme)
     except Interrupted as exc:
         print(f"reconad benchmark: {exc}\nresume with: reconad benchmark {shlex.quote(args.suite)} --out "
               f"{shlex.quote(args.out)} --jobs {args.jobs} --resume", file=sys.stderr)
@@ -279,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue in --out: finished cells are skipped")
     p.add_argument("--quick", action="store_true", help="the first seed and class, the suite's quick overrides")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (sets train.device)")
+    for name, what in (("methods", "methods"), ("datasets", "datasets"), ("classes", "classes or categories")):
+        p.add_argument(f"--{name}", type=_names, default=None, metavar="A,B",
+                       help=f"run only these {what} (comma-separated); the summary holds every finished cell")
+    p.add_argument("--seeds", type=_seed_list, default=None, metavar="0,1", help="run only these seeds")
+    p.add_argument("--readme", default=None, metavar="README.md",
+                   help="also write summary.md's tables into this file, between <!-- benchmark:NAME:start/end -->")
     p.set_defaults(func=_cmd_benchmark)
     p = sub.add_parser("export", help="export a run or a Detector.save file to ONNX, parity checked (docs/deploy.md)")
     p.add_argument("run", metavar="RUN_OR_ARTIFACT", help="a run folder, its checkpoint.pt, or a Detector.save file")

@@ -90,6 +90,70 @@ def test_failed_cell_is_recorded_the_rest_go_on_and_resume_reruns_failed_and_cha
     assert [r.cached for r in results] == [False, False] and speed["cells_run"] == 2
 
 
+def test_a_selection_runs_only_its_cells_and_the_summary_holds_every_finished_one(tmp_path: Path, capsys) -> None:
+    path = _suite(tmp_path, methods={"memae": {"config": DIGITS, "set": TINY}, "other": {"config": DIGITS, "set": {
+        **TINY, "model.memory.slots": 10}}}, datasets={"digits": {"data": {
+            "name": "digits", "image_size": 16, "anomalies_per_class": 5}, "classes": [0, 1]}}, seeds=[0, 1])
+    out = tmp_path / "b"
+    assert main(["benchmark", str(path), "--out", str(out), "--device", "cpu", "--methods", "memae",
+                 "--classes", "1", "--seeds", "0"]) == 0
+    assert [(r["method"], r["class"], r["seed"]) for r in _rows(out)] == [("memae", "1", "0")]
+    printed = capsys.readouterr().out
+    assert "8 cells, 1 selected" in printed and "7 cell(s) of the suite not selected" in printed
+    summary = (out / "summary.md").read_text()
+    assert "**Partial**: 1 of 8 cells" in summary and "--methods memae --classes 1 --seeds 0 --resume" in summary
+    assert main(["benchmark", str(path), "--out", str(out), "--device", "cpu", "--resume", "--methods", "memae",
+                 "--seeds", "0"]) == 0
+    rows = _rows(out)
+    assert [(r["class"], r["cached"]) for r in rows] == [("0", "0"), ("1", "1")]
+    # both classes of seed 0 finished: the method's dataset mean is their mean
+    mean = (float(rows[0]["image_auroc"]) + float(rows[1]["image_auroc"])) / 2
+    assert f"| memae | {mean:.4f} ± 0.0000" in (out / "summary.md").read_text()
+    for option, value, have in (("--methods", "memea", "did you mean 'memae'"), ("--seeds", "7", "it has: 0, 1"),
+                                ("--classes", "4", "it has: 0, 1"), ("--datasets", "brick", "it has: digits")):
+        assert main(["benchmark", str(path), "--out", str(out), "--resume", option, value]) == 2
+        err = capsys.readouterr().err
+        assert f"{option}: the suite has no {value!r}" in err and have in err
+    assert len(_rows(out)) == 2                                   # nothing ran, nothing rewritten
+    with pytest.raises(SystemExit):
+        main(["benchmark", str(path), "--out", str(out), "--seeds", "a,b"])
+
+
+def test_readme_block_is_written_from_the_summary_appended_then_replaced(tmp_path: Path, capsys) -> None:
+    path, out, readme = _suite(tmp_path), tmp_path / "b", tmp_path / "README.md"
+    readme.write_text("# My plugin\n\nText before.\n")
+    assert main(["benchmark", str(path), "--out", str(out), "--device", "cpu", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    summary = (out / "summary.md").read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| memae |"))
+    assert text.startswith("# My plugin\n\nText before.\n\n<!-- benchmark:tiny:start -->")
+    assert text.rstrip().endswith("<!-- benchmark:tiny:end -->") and row in text
+    assert "\n### image_auroc" in text and "# Benchmark tiny" not in text       # headings one level down
+    readme.write_text(text + "\nText after.\n")
+    assert main(["benchmark", str(path), "--out", str(out), "--device", "cpu", "--resume", "--readme", str(readme)]) == 0
+    again = readme.read_text()
+    assert again.count("<!-- benchmark:tiny:start -->") == 1 and again.endswith("\nText after.\n")
+    assert "cells came from the cache" not in again and "1 cell(s) came from the cache" in again
+    readme.write_text("<!-- benchmark:tiny:end -->\n<!-- benchmark:tiny:start -->\n")
+    capsys.readouterr()
+    assert main(["benchmark", str(path), "--out", str(out), "--device", "cpu", "--resume", "--readme", str(readme)]) == 2
+    assert "expected the lines <!-- benchmark:tiny:start -->" in capsys.readouterr().err
+    assert main(["benchmark", str(path), "--out", str(out), "--device", "cpu", "--resume", "--readme", str(tmp_path / "nope.md")]) == 2
+    assert "nope.md': no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "suites").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_suite_reads_and_every_cell_config_validates(path: Path) -> None:
+    from reconad.benchmark.suite import check_cells
+
+    suite = load_suite(str(path))
+    cells = suite.cells()
+    check_cells(suite, cells)               # every method x dataset config, as `reconad run` would validate it
+    assert suite.baseline in suite.methods and len(cells) == (
+        len(suite.methods) * len(suite.seeds) * sum(len(d.values) for d in suite.datasets.values()))
+    assert len({c.folder for c in cells}) == len(cells)           # no two cells share a run folder
+
+
 def test_same_cell_twice_on_cpu_gives_identical_metrics(tmp_path: Path) -> None:
     suite = load_suite(str(_suite(tmp_path)))
     cell = suite.cells(device="cpu")[0]

@@ -19,22 +19,37 @@ __all__ = ["BenchmarkError", "Cell", "CellResult", "Suite", "SuiteError", "load_
 
 
 def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = False, quick: bool = False,
-                  device: str | None = None, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Run (or resume) a suite into ``out`` and write its outputs; returns their paths by kind."""
+                  device: str | None = None, methods: list[str] | None = None, datasets: list[str] | None = None,
+                  classes: list[str] | None = None, seeds: list[int] | None = None, readme: str | None = None,
+                  log: Callable[[str], None] = print) -> dict[str, str]:
+    """Run (or resume) a suite into ``out`` and write its outputs; returns their paths by kind. ``methods``,
+    ``datasets``, ``classes``, ``seeds``: run only those cells (the summary holds every finished cell).
+    ``readme``: also write summary.md's tables into that README, between the suite's markers."""
     import torch
 
     from .runner import environment
-    from .summary import write_outputs
+    from .suite import select
+    from .summary import check_readme, write_outputs
 
     suite = load_suite(suite_path)
+    if readme:
+        try:
+            check_readme(readme, suite.name)
+        except ValueError as exc:
+            raise SuiteError(str(exc)) from None
     cells = suite.cells(quick=quick, device=device)
+    chosen = {"--methods": methods, "--datasets": datasets, "--classes": classes,
+              "--seeds": None if seeds is None else [str(s) for s in seeds]}
+    selected = select(suite, cells, methods=methods, datasets=datasets, classes=classes, seeds=seeds)
     log(f"{suite.name}: {len(suite.methods)} method(s) x {len(suite.datasets)} dataset(s) -> {len(cells)} cells"
-        f"{' (--quick)' if quick else ''}")
-    results, speed = run_cells(suite, cells, out, jobs=jobs, resume=resume, log=log)
+        f"{' (--quick)' if quick else ''}" + (f", {sum(selected)} selected" if not all(selected) else ""))
+    results, speed = run_cells(suite, cells, out, jobs=jobs, resume=resume, selected=selected, log=log)
     env = environment(device or "auto", jobs, speed["threads_per_job"] if jobs > 1 else torch.get_num_threads())
     command = shlex.join(["reconad", "benchmark", os.path.relpath(suite_path), "--out", out, "--jobs", str(jobs),
-                          *(["--quick"] if quick else []), *(["--device", device] if device else []), "--resume"])
-    files = write_outputs(out, suite, results, speed, command, env)
+                          *(["--quick"] if quick else []), *(["--device", device] if device else []),
+                          *(a for k, v in chosen.items() if v is not None for a in (k, ",".join(v))), "--resume",
+                          *(["--readme", os.path.relpath(readme)] if readme else [])])
+    files = write_outputs(out, suite, results, speed, command, env, readme)
     failed = sum(r.status != "ok" for r in results)
     log(f"{len(results) - failed} of {len(results)} cells finished" + (f", {failed} failed (see results.csv)"
                                                                        if failed else ""))

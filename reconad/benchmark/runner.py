@@ -166,9 +166,12 @@ def _line(result: CellResult, metric: str) -> str:
 
 
 def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resume: bool = False,
+              selected: list[bool] | None = None,
               log: Callable[[str], None] = print) -> tuple[list[CellResult], dict[str, Any]]:
     """Check the suite's cells, then run those not cached; one progress line per cell. Returns every cell's
-    result (cached ones included, in the suite's order) and the session's speed."""
+    result (cached ones included, in the suite's order) and the session's speed. ``selected`` (one flag per
+    cell): only those run; the others are returned when their cache entry is finished and left out when not,
+    so a suite run in parts summarises everything finished so far."""
     from ..config import load_config, to_dict
 
     if jobs < 1:
@@ -187,10 +190,13 @@ def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resum
         if entry and entry["key"] == key and entry["status"] == "ok":
             results[i] = CellResult(cell, "ok", dict(entry.get("metrics") or {}),
                                     float(entry.get("seconds", 0.0)), True, os.path.join(out, cell.folder))
-        else:
+        elif selected is None or selected[i]:
             todo.append(i)
     if results:
         log(f"{len(results)} of {len(cells)} cells finished before (cached), {len(todo)} to run")
+    left = len(cells) - len(results) - len(todo)
+    if left:
+        log(f"{left} cell(s) of the suite not selected and not finished: left out of the summary")
     import torch
 
     threads = max(1, torch.get_num_threads() // jobs)
@@ -216,5 +222,6 @@ def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resum
     wall = time.perf_counter() - t0
     speed = {"cells_run": len(todo), "wall_seconds": wall, "jobs": jobs, "threads_per_job": threads,
              "cells_per_hour": len(todo) / wall * 3600 if todo and wall > 0 else None}
-    return [results[i] for i in range(len(cells))], speed
+    speed["cells_left"] = left
+    return [results[i] for i in range(len(cells)) if i in results], speed
 

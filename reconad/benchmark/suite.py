@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["METRICS", "Cell", "DatasetEntry", "Method", "Suite", "SuiteError", "check_cells", "load_suite", "parse_suite"]
+__all__ = ["METRICS", "Cell", "DatasetEntry", "Method", "Suite", "SuiteError", "check_cells", "load_suite", "parse_suite",
+           "select"]
 
 
 class SuiteError(ValueError):
@@ -314,3 +315,24 @@ def check_cells(suite: Suite, cells: list[Cell]) -> None:
     if errors:
         raise SuiteError(f"suite {suite.path}:\n  " + "\n  ".join(dict.fromkeys(errors)))
 
+
+
+def select(suite: Suite, cells: list[Cell], *, methods: list[str] | None = None, datasets: list[str] | None = None,
+           classes: list[str] | None = None, seeds: list[int] | None = None) -> list[bool]:
+    """Which of ``cells`` to run: those whose method, dataset, class / category (compared as text) and seed are
+    among the ones given (``None``: all). A name the suite does not have is a :class:`SuiteError` naming the
+    option and what the suite has, before anything runs."""
+    errors = []
+    known = {"--methods": (methods, list(suite.methods)), "--datasets": (datasets, list(suite.datasets)),
+             "--classes": (classes, list(dict.fromkeys(str(v) for d in suite.datasets.values() for v in d.values
+                                                       if v is not None))),
+             "--seeds": (None if seeds is None else [str(s) for s in seeds], [str(s) for s in suite.seeds])}
+    for option, (given, have) in known.items():
+        for value in given or []:
+            if value not in have:
+                errors.append(f"{option}: the suite has no {value!r}{_closest(value, have)} (it has: "
+                              f"{', '.join(have) or 'none'})")
+    if errors:
+        raise SuiteError(f"suite {suite.path}:\n  " + "\n  ".join(errors))
+    return [(methods is None or c.method in methods) and (datasets is None or c.dataset in datasets)
+            and (classes is None or str(c.cls) in classes) and (seeds is None or c.seed in seeds) for c in cells]

@@ -16,7 +16,8 @@ from .runner import CellResult
 from .stats import Group, auroc_rows, bootstrap, interval, mean_std
 from .suite import METRICS, Suite
 
-__all__ = ["Summary", "load_groups", "summarise", "write_outputs", "write_results_csv"]
+__all__ = ["Summary", "check_readme", "load_groups", "readme_block", "summarise", "write_outputs", "write_readme",
+           "write_results_csv"]
 
 COLUMNS = ["method", "dataset", "class", "seed", "status", *METRICS, "scorers", "seconds", "cached", "run_dir",
            "error"]
@@ -149,6 +150,10 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
              f"{env['jobs']} job(s) x {env['threads_per_job']} thread(s).", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
+    if speed.get("cells_left"):
+        lines += [f"**Partial**: {len(s.results)} of {len(s.results) + speed['cells_left']} cells of the suite; the "
+                  f"other {speed['cells_left']} have not run yet (a selection: --methods, --datasets, --classes, "
+                  "--seeds). A method's mean over a dataset needs every class of a seed; `—` where not.", ""]
     boot = bool(s.ci)
     for k in [metric, *(k for k in METRICS if k != metric and any(key[2] == k for key in s.stats))]:
         with_ci = boot and k == "image_auroc"
@@ -280,12 +285,57 @@ def plot(s: Summary, path: str) -> None:
 
 
 def write_outputs(out: str, suite: Suite, results: list[CellResult], speed: dict[str, Any], command: str,
-                  env: dict[str, Any]) -> dict[str, str]:
+                  env: dict[str, Any], readme: str | None = None) -> dict[str, str]:
     files = {k: os.path.join(out, n) for k, n in (("results", "results.csv"), ("summary", "summary.md"),
                                                   ("plot", "summary.png"), ("environment", "environment.json"))}
     write_results_csv(files["results"], results, out)
     s = Summary(suite, results)
-    write_text(files["summary"], summarise(s, speed, command, env))
+    text = summarise(s, speed, command, env)
+    write_text(files["summary"], text)
     plot(s, files["plot"])
     write_json(files["environment"], {**env, "speed": speed})
+    if readme:
+        write_readme(readme, suite.name, text)
+        files["readme"] = readme
     return files
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- benchmark:{name}:start -->", f"<!-- benchmark:{name}:end -->"
+
+
+def check_readme(path: str, name: str) -> str:
+    """The README's text, checked before any cell runs: the file exists and holds the suite's block's markers
+    both or neither, in order; a :class:`ValueError` naming the file and the marker otherwise."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--readme {path!r}: no such file (the README whose benchmark table to write)")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    start, end = _markers(name)
+    i, j = text.find(start), text.find(end)
+    if (i < 0) != (j < 0) or (i >= 0 and j < i) or text.count(start) > 1 or text.count(end) > 1:
+        raise ValueError(f"--readme {path!r}: expected the lines {start} and {end} once each, in that order, or "
+                         "neither (the block is then appended)")
+    return text
+
+
+def readme_block(name: str, summary: str) -> str:
+    """summary.md as a README section between the suite's markers: its title dropped, its headings one level
+    down."""
+    start, end = _markers(name)
+    body = summary.split("\n", 1)[1].strip("\n")                  # the "# Benchmark <name>" title dropped
+    body = "\n".join("#" + line if line.startswith("#") else line for line in body.splitlines())
+    return (f"{start}\n\n## Benchmark `{name}` (written by `reconad benchmark --readme` from its summary.md)\n\n"
+            f"{body}\n\n{end}")
+
+
+def write_readme(path: str, name: str, summary: str) -> None:
+    """Replace the suite's block in the README at ``path`` (or append it), atomically."""
+    text = check_readme(path, name)
+    start, end = _markers(name)
+    block = readme_block(name, summary)
+    if start in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    write_text(path, text)
