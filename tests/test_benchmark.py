@@ -108,7 +108,7 @@ def test_a_selection_runs_only_its_cells_and_the_summary_holds_every_finished_on
     assert [(r["class"], r["cached"]) for r in rows] == [("0", "0"), ("1", "1")]
     # both classes of seed 0 finished: the method's dataset mean is their mean
     mean = (float(rows[0]["image_auroc"]) + float(rows[1]["image_auroc"])) / 2
-    assert f"| memae | {mean:.4f} ± 0.0000" in (out / "summary.md").read_text()
+    assert f"| memae | {mean:.4f} (1 seed) [" in (out / "summary.md").read_text()
     for option, value, have in (("--methods", "memea", "did you mean 'memae'"), ("--seeds", "7", "it has: 0, 1"),
                                 ("--classes", "4", "it has: 0, 1"), ("--datasets", "brick", "it has: digits")):
         assert main(["benchmark", str(path), "--out", str(out), "--resume", option, value]) == 2

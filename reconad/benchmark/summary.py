@@ -128,7 +128,9 @@ class Summary:
         s = self.stats.get((method, dataset, metric))
         if s is None:
             return "—"
-        text = f"{s[0]:.4f} ± {s[1]:.4f}"
+        n_seeds = max((n for *_, n in self.stats.values()), default=0)
+        text = f"{s[0]:.4f}" + (" (1 seed)" if s[2] == 1 else f" ± {s[1]:.4f}" + (
+            f" ({s[2]} seeds)" if s[2] < n_seeds else ""))    # a method run with fewer seeds says so
         ci = self.ci.get((method, dataset)) if metric == "image_auroc" else None
         return text + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
