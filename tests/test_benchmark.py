@@ -13,8 +13,9 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from reconad.benchmark import BenchmarkError, SuiteError, load_suite
-from reconad.benchmark.runner import CellResult, run_cells, run_one
-from reconad.benchmark.stats import Group, auroc_rows, bootstrap, interval, mean_std
+from reconad.benchmark.runner import CellResult, load_pixels, run_cells, run_one, save_pixels
+from reconad.benchmark.stats import (Group, auroc_rows, bootstrap, draw_counts, interval, mean_std, pixel_replicates,
+                                     pixel_stats)
 from reconad.benchmark.suite import parse_suite
 from reconad.benchmark.summary import Summary
 from reconad.cli import main
@@ -54,9 +55,15 @@ def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, cap
         assert float(r["image_auroc"]) == pytest.approx(metrics["image_auroc"], abs=1e-6)
         assert (out / r["run_dir"] / "report.html").is_file()
     assert rows[1]["aupro"] and not rows[0]["aupro"]          # pixel metrics where the dataset has masks
+    assert load_pixels(str(out / rows[0]["run_dir"])) is None           # and the maps kept for their intervals
+    paths, maps, masks, limit = load_pixels(str(out / rows[1]["run_dir"]))
+    assert limit == 0.3 and maps.shape == masks.shape and len(paths) == maps.shape[0]
+    assert roc_auc_score(masks.ravel(), maps.ravel()) == pytest.approx(float(rows[1]["pixel_auroc"]), abs=1e-6)
     assert rows[0]["scorers"] == f"l2:{float(rows[0]['image_auroc']):.6f}"     # every scorer's image AUROC
     summary = (out / "summary.md").read_text()
     assert "| memae |" in summary and "Paired against the baseline `memae`" in summary and "cells/hour" in summary
+    assert "## aupro: mean ± std over 1 seed(s) [95 % bootstrap interval]" in summary
+    assert "difference in aupro" in summary and "difference in pixel_auroc" in summary
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     env = json.loads((out / "environment.json").read_text())
     assert env["device"] == "cpu" and env["torch"] and env["commit"] and env["threads_per_job"] >= 1
@@ -203,8 +210,9 @@ def test_bootstrap_matches_a_loop_over_sklearn() -> None:
     groups = _fake_groups(np.random.default_rng(1))
     got = bootstrap([Group(str(i), lab, runs) for i, (lab, runs) in enumerate(groups)], n_boot=40, seed=7, chunk=16)
     want = _reference_replicates(groups, 40, 7)
+    assert list(got) == ["image_auroc"]                          # no maps: no pixel metrics
     for m in ("a", "b"):
-        np.testing.assert_allclose(got[m], want[m], atol=1e-12)
+        np.testing.assert_allclose(got["image_auroc"][m], want[m], atol=1e-12)
     reps = want["a"].mean(0)
     assert interval(reps) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])))
     assert mean_std([1.0, 2.0, 4.0]) == pytest.approx((np.mean([1, 2, 4]), np.std([1, 2, 4], ddof=1)))
@@ -237,12 +245,110 @@ def test_summary_intervals_and_paired_difference_from_scores_files(tmp_path: Pat
         per_seed = [np.mean([roc_auc_score(lab, runs[m][seed]) for lab, runs in groups]) for seed in (0, 1)]
         mean, std, n = s.stats[(m, "digits", "image_auroc")]
         assert (mean, std, n) == pytest.approx((np.mean(per_seed), np.std(per_seed, ddof=1), 2))
-        assert s.ci[(m, "digits")] == pytest.approx(tuple(np.percentile(reps[m].mean(0), [2.5, 97.5])))
+        assert s.ci[(m, "digits", "image_auroc")] == pytest.approx(tuple(np.percentile(reps[m].mean(0), [2.5, 97.5])))
     point = np.mean([np.mean([roc_auc_score(lab, s_) for s_ in runs["a"]])
                      - np.mean([roc_auc_score(lab, s_) for s_ in runs["b"]]) for lab, runs in groups])
     diff = (reps["a"] - reps["b"]).mean(0)
-    assert s.paired[("a", "digits")] == pytest.approx((point, *np.percentile(diff, [2.5, 97.5])))
-    assert ("b", "digits") not in s.paired
+    assert s.paired[("a", "digits", "image_auroc")] == pytest.approx((point, *np.percentile(diff, [2.5, 97.5])))
+    assert ("b", "digits", "image_auroc") not in s.paired
+
+
+def _fake_maps(rng: np.random.Generator, n: int = 24, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Half the images anomalous, with one or two rectangular regions; scores rounded (ties), higher inside."""
+    masks = np.zeros((n, size, size), bool)
+    for i in range(n // 2):
+        y, x = rng.integers(0, size - 5, 2)
+        masks[i, y:y + rng.integers(1, 5), x:x + rng.integers(1, 5)] = True
+        if i % 3 == 0:
+            masks[i, -2:, :2] = True
+    return masks, lambda shift: np.round(rng.normal(size=masks.shape) + shift * masks, 1).astype(np.float32)
+
+
+def test_pixel_replicates_match_sklearn_and_aupro_on_the_resampled_images() -> None:
+    from reconad.metrics import aupro
+
+    rng = np.random.default_rng(3)
+    masks, maps_of = _fake_maps(rng)
+    maps = maps_of(1.0)
+    st = pixel_stats(maps, masks, fpr_limit=0.3)
+    draw = np.c_[rng.integers(0, 12, (30, 12)), rng.integers(12, 24, (30, 12))]   # stratified, with repeats
+    weights = draw_counts(draw, 24)
+    assert (weights.sum(1) == 24).all() and (weights[:, :12].sum(1) == 12).all()
+    auroc, area = pixel_replicates(st, np.vstack([np.ones(24), weights]))
+    assert auroc[0] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-12)
+    assert area[0] == pytest.approx(aupro(maps, masks, 0.3), abs=1e-3)
+    for b, idx in enumerate(draw, start=1):    # image i counted w_i times = the set with the repeats
+        assert auroc[b] == pytest.approx(roc_auc_score(masks[idx].ravel(), maps[idx].ravel()), abs=1e-12)
+        assert area[b] == pytest.approx(aupro(maps[idx], masks[idx], 0.3), abs=1e-3)
+    with pytest.raises(ValueError, match=r"one shape \(N, H, W\)"):
+        pixel_stats(maps, masks[:, :8])
+
+
+def test_summary_pixel_intervals_from_the_cells_maps(tmp_path: Path) -> None:
+    """Pixel AUROC and AUPRO intervals and the paired difference from each cell's pixels.npz, against a loop
+    over the same draws with sklearn and reconad.metrics.aupro; a cell with other masks is left out, noted."""
+    from types import SimpleNamespace
+
+    from reconad.metrics import aupro
+
+    rng = np.random.default_rng(4)
+    groups = []
+    for _ in range(2):
+        masks, maps_of = _fake_maps(rng)
+        groups.append((masks, {m: [maps_of(shift) for _ in range(2)] for m, shift in (("a", 1.0), ("b", 0.6))}))
+    suite = parse_suite({"baseline": "b", "seeds": [0, 1], "metric": "aupro", "methods": {"a": DIGITS, "b": DIGITS},
+                         "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1]}}},
+                        str(tmp_path / "s.yaml"))
+    cells = {(c.method, c.cls, c.seed): c for c in suite.cells()}
+    results = []
+    for cls, (masks, runs) in enumerate(groups):
+        labels = masks.reshape(len(masks), -1).any(1).astype(int)
+        for m, seeds in runs.items():
+            for seed, maps in enumerate(seeds):
+                folder = tmp_path / m / str(cls) / str(seed)
+                folder.mkdir(parents=True)
+                order = np.random.default_rng(seed).permutation(len(maps))       # any order in the files
+                paths = [f"img{i:03d}" for i in order]
+                with open(folder / "scores.csv", "w", newline="") as fh:
+                    csv.writer(fh).writerows([["path", "score", "label"],
+                                              *([p, float(maps[i].max()), labels[i]] for p, i in zip(paths, order))])
+                save_pixels(str(folder), SimpleNamespace(pixel=maps[order], masks=masks[order], paths=paths), 0.3)
+                metrics = {"image_auroc": 0.5, "pixel_auroc": roc_auc_score(masks.ravel(), maps.ravel()),
+                           "aupro": aupro(maps, masks, 0.3)}
+                results.append(CellResult(cells[(m, cls, seed)], "ok", metrics, 1.0, False, str(folder)))
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "scores.csv").write_bytes((tmp_path / "a" / "0" / "1" / "scores.csv").read_bytes())
+    paths, maps, masks, _ = load_pixels(str(tmp_path / "a" / "0" / "1"))
+    save_pixels(str(odd), SimpleNamespace(pixel=maps, masks=np.roll(masks, 1, axis=2), paths=paths), 0.3)
+    results[1] = CellResult(results[1].cell, "ok", results[1].metrics, 1.0, False, str(odd))   # a, class 0, seed 1
+    s = Summary(suite, results, n_boot=40, seed=5)
+    assert s.notes == ["a digits/0 seed 1: its ground-truth masks differ from the other runs of its class; left out "
+                       "of the pixel intervals"]
+
+    rng = np.random.default_rng(5)       # the bootstrap's draws, group by group (sorted image names)
+    want = {(k, m): np.zeros((2, 40)) for k in ("pixel_auroc", "aupro") for m in ("a", "b")}
+    for gi, (masks, runs) in enumerate(groups):
+        labels = masks.reshape(len(masks), -1).any(1)
+        normal, anomalous = np.flatnonzero(~labels), np.flatnonzero(labels)
+        d0 = rng.integers(0, len(normal), (40, len(normal)))
+        d1 = rng.integers(0, len(anomalous), (40, len(anomalous)))
+        for m, seeds in runs.items():
+            kept = seeds[:1] if (m, gi) == ("a", 0) else seeds      # the odd cell left out
+            for b in range(40):
+                idx = np.r_[normal[d0[b]], anomalous[d1[b]]]
+                want[("pixel_auroc", m)][gi, b] = np.mean([roc_auc_score(masks[idx].ravel(), x[idx].ravel())
+                                                           for x in kept])
+                want[("aupro", m)][gi, b] = np.mean([aupro(x[idx], masks[idx], 0.3) for x in kept])
+    for k, tol in (("pixel_auroc", 1e-9), ("aupro", 2e-3)):
+        for m in ("a", "b"):
+            assert s.ci[(m, "digits", k)] == pytest.approx(tuple(np.percentile(want[(k, m)].mean(0), [2.5, 97.5])),
+                                                           abs=tol)
+        point = np.mean([np.mean([r.metrics[k] for r in results if r.cell.method == "a" and r.cell.cls == c])
+                         - np.mean([r.metrics[k] for r in results if r.cell.method == "b" and r.cell.cls == c])
+                         for c in (0, 1)])
+        diff = (want[(k, "a")] - want[(k, "b")]).mean(0)
+        assert s.paired[("a", "digits", k)] == pytest.approx((point, *np.percentile(diff, [2.5, 97.5])), abs=tol)
 
 
 # ---- bad input ----------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Running a suite's cells: each an ordinary run folder (``reconad.engine.run``) under ``OUT/cells/``, with a
 cache entry next to each (``cells/<method>/<dataset>/<class>/seed<N>.json``); ``--resume`` skips the cells whose entry is finished with the same cache key, and
-``--jobs N`` runs cells in N processes with the torch threads split between them.
+``--jobs N`` runs cells in N processes with the torch threads split between them. A cell whose test set has
+ground-truth masks keeps its anomaly maps (``pixels.npz``) for the pixel metrics' intervals.
 
 The cache key is a hash of the cell's resolved config (data, model, train, test and seed) and the versions of
 reconad and of every installed plugin distribution: change any of them and the cell runs again.
@@ -19,11 +20,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..io import write_json
+import numpy as np
+
+from ..io import atomic_path, write_json
 from .suite import METRICS, Cell, Suite, check_cells
 
-__all__ = ["BenchmarkError", "CellResult", "cache_key", "environment", "run_cells", "versions"]
+__all__ = ["PIXELS", "BenchmarkError", "CellResult", "cache_key", "environment", "load_pixels", "run_cells",
+           "save_pixels", "versions"]
 
+PIXELS = "pixels.npz"     # a cell's test anomaly maps and masks (datasets with masks only)
 
 
 class BenchmarkError(RuntimeError):
@@ -102,6 +107,36 @@ def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {**{k: metrics.get(k) for k in METRICS}, "scorers": scorers}
 
 
+def save_pixels(run_dir: str, scores: Any, fpr_limit: float) -> bool:
+    """Write the test set's anomaly maps (float32), masks (bit-packed) and image paths into
+    ``run_dir/pixels.npz``, atomically; nothing when the set has no maps or no anomalous pixel. True if written."""
+    if scores is None or scores.pixel is None or scores.masks is None or not scores.masks.any():
+        return False
+    masks = np.asarray(scores.masks, dtype=bool)
+    with atomic_path(os.path.join(run_dir, PIXELS)) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, maps=np.asarray(scores.pixel, dtype=np.float32), masks=np.packbits(masks),
+                            shape=np.array(masks.shape), paths=np.array(scores.paths), fpr_limit=float(fpr_limit))
+    return True
+
+
+def load_pixels(run_dir: str) -> tuple[list[str], np.ndarray, np.ndarray, float] | None:
+    """``run_dir/pixels.npz`` as (paths, maps (N, H, W), masks (N, H, W) bool, fpr_limit), or None without one.
+    A file that cannot be read raises ValueError naming it."""
+    path = os.path.join(run_dir, PIXELS)
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            shape = tuple(int(v) for v in z["shape"])
+            masks = np.unpackbits(z["masks"], count=int(np.prod(shape))).reshape(shape).astype(bool)
+            maps, paths, limit = z["maps"], [str(p) for p in z["paths"]], float(z["fpr_limit"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from None
+    if maps.shape != shape or len(paths) != shape[0]:
+        raise ValueError(f"{path}: maps {maps.shape}, masks {shape} and {len(paths)} paths do not match")
+    return paths, maps, masks, limit
+
+
 def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellResult:
     """Train and test one cell into ``out/<cell.folder>``; an error is recorded, not raised (an interruption is
     raised: the benchmark stops and resumes later)."""
@@ -131,6 +166,7 @@ def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellR
             if not resume:
                 raise
             res = run(cfg, folder, overwrite=True, log=lambda s: None)
+        save_pixels(folder, res.scores, cfg.test.fpr_limit)
         result = CellResult(cell, "ok", _metrics(res.metrics or {}), time.perf_counter() - t0, False, folder)
     except Interrupted:
         raise

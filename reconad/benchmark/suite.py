@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from .stats import METRICS
+
 __all__ = ["METRICS", "Cell", "DatasetEntry", "Method", "Suite", "SuiteError", "check_cells", "load_suite", "parse_suite",
            "select"]
 
@@ -126,7 +128,6 @@ _SUITE_KEYS = ("name", "description", "baseline", "metric", "seeds", "methods", 
 _METHOD_KEYS = ("config", "set", "on", "quick_set")
 _DATASET_KEYS = ("data", "classes", "categories", "set", "quick_set")
 _QUICK_KEYS = ("set",)
-METRICS = ("image_auroc", "pixel_auroc", "aupro")
 # datasets whose classes are known without building them: a class that does not exist is an error up front
 _CLASSES = {"digits": list(range(10)), "fashion_mnist": list(range(10))}
 

@@ -1,6 +1,7 @@
 """A benchmark's outputs: ``results.csv`` (one row per cell), ``summary.md`` (method x dataset: mean +- std over
 seeds and the bootstrap interval; each method against the baseline, paired; per-class means; failed cells;
 cells/hour), ``summary.png`` (the same, plotted) and ``environment.json``. Every file is written atomically.
+Intervals: image AUROC from each cell's ``scores.csv``; pixel AUROC and AUPRO from its ``pixels.npz``.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_path, write_json, write_text
-from .runner import CellResult
-from .stats import Group, auroc_rows, bootstrap, interval, mean_std
+from .runner import CellResult, load_pixels
+from .stats import Group, auroc_rows, bootstrap, interval, mean_std, pixel_stats
 from .suite import METRICS, Suite
 
 __all__ = ["Summary", "check_readme", "load_groups", "readme_block", "summarise", "write_outputs", "write_readme",
@@ -44,10 +45,13 @@ def _read_scores(run_dir: str) -> dict[str, tuple[float, int]]:
 
 def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
     """The finished cells' test scores (``scores.csv``), one :class:`Group` per dataset and class, the seeds of
-    a method stacked; a cell whose test images differ from its group's first cell's is left out (noted)."""
+    a method stacked; a cell whose test images differ from its group's first cell's is left out (noted). Where
+    a cell kept its maps (``pixels.npz``), its :class:`PixelStats` in the images' order; maps whose masks differ
+    from the group's are left out (noted)."""
     groups: dict[tuple[str, Any], Group] = {}
     order: dict[tuple[str, Any], list[str]] = {}
     seeds: dict[tuple[tuple[str, Any], str], list[np.ndarray]] = {}
+    truth: dict[tuple[str, Any], np.ndarray] = {}
     notes = []
     for r in results:
         if r.status != "ok":
@@ -66,10 +70,43 @@ def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
                          f"{groups[gkey].name}; left out of the intervals")
             continue
         seeds.setdefault((gkey, r.cell.method), []).append(np.array([scores[p][0] for p in order[gkey]]))
+        stats = _pixel_stats(r, order[gkey], truth.get(gkey), notes)
+        if stats is not None:
+            truth.setdefault(gkey, stats[1])
+            groups[gkey].pixel.setdefault(r.cell.method, []).append(stats[0])
     for (gkey, method), rows in seeds.items():
         groups[gkey].runs[method] = np.stack(rows)
     keep = [g for g in groups.values() if 0 < g.labels.sum() < len(g.labels)]
     return keep, notes
+
+
+def _pixel_stats(r: CellResult, order: list[str], truth: np.ndarray | None, notes: list[str]
+                 ) -> tuple[Any, np.ndarray] | None:
+    """The cell's PixelStats from its pixels.npz, its images in ``order``, and its masks; None (noted where it
+    matters) when it has none, cannot be read, or its masks differ from ``truth`` (the group's, when known)."""
+    if r.metrics.get("pixel_auroc") is None:
+        return None
+    try:
+        got = load_pixels(r.run_dir)
+    except ValueError as exc:
+        notes.append(f"{r.cell.label}: {exc}; left out of the pixel intervals")
+        return None
+    if got is None:
+        notes.append(f"{r.cell.label}: no pixels.npz (run by an older reconad); left out of the pixel intervals")
+        return None
+    paths, maps, masks, limit = got
+    where = {p: i for i, p in enumerate(paths)}
+    if sorted(where) != order:
+        notes.append(f"{r.cell.label}: pixels.npz holds other images than scores.csv; left out of the pixel "
+                     "intervals")
+        return None
+    idx = np.array([where[p] for p in order])
+    maps, masks = maps[idx], masks[idx]
+    if truth is not None and (truth.shape != masks.shape or not np.array_equal(truth, masks)):
+        notes.append(f"{r.cell.label}: its ground-truth masks differ from the other runs of its class; left out "
+                     "of the pixel intervals")
+        return None
+    return pixel_stats(maps, masks, limit), masks
 
 
 class Summary:
@@ -85,10 +122,10 @@ class Summary:
                     per_seed = self._per_seed(m, d, metric)
                     if per_seed:
                         self.stats[(m, d, metric)] = (*mean_std(per_seed), len(per_seed))
-        self.ci: dict[tuple[str, str], tuple[float, float]] = {}
-        self.paired: dict[tuple[str, str], tuple[float, float, float]] = {}
+        self.ci: dict[tuple[str, str, str], tuple[float, float]] = {}              # (method, dataset, metric)
+        self.paired: dict[tuple[str, str, str], tuple[float, float, float]] = {}
         self.notes: list[str] = []
-        self._bootstrap(n_boot, seed)   # image AUROC's intervals and paired comparison, whatever the headline
+        self._bootstrap(n_boot, seed)   # image AUROC's intervals, and the pixel metrics' where cells kept maps
 
     def _per_seed(self, method: str, dataset: str, metric: str) -> list[float]:
         """Per seed, the mean over the dataset's classes (the seeds where every class finished)."""
@@ -102,23 +139,33 @@ class Summary:
 
     def _bootstrap(self, n_boot: int, seed: int) -> None:
         groups, self.notes = load_groups(self.results)
-        reps = bootstrap(groups, n_boot, seed)
-        for d in self.datasets:
-            rows = [i for i, g in enumerate(groups) if g.name.split("/", 1)[0] == d]
-            for m in self.methods:
-                if m in reps and rows and not np.isnan(reps[m][rows]).all():
-                    self.ci[(m, d)] = interval(np.nanmean(reps[m][rows], axis=0))
-            base = self.suite.baseline
-            if base is None or base not in reps:
-                continue
-            for m in self.methods:
-                if m == base or m not in reps:
+        base = self.suite.baseline
+        for metric, reps in bootstrap(groups, n_boot, seed).items():
+            for d in self.datasets:
+                rows = [i for i, g in enumerate(groups) if g.name.split("/", 1)[0] == d]
+                for m in self.methods:
+                    if m in reps and rows and not np.isnan(reps[m][rows]).all():
+                        self.ci[(m, d, metric)] = interval(np.nanmean(reps[m][rows], axis=0))
+                if base is None or base not in reps:
                     continue
-                both = [i for i in rows if not np.isnan(reps[m][i]).any() and not np.isnan(reps[base][i]).any()]
-                if both:
-                    diff = (reps[m][both] - reps[base][both]).mean(0)
-                    point = float(np.mean([_auc_mean(groups[i], m) - _auc_mean(groups[i], base) for i in both]))
-                    self.paired[(m, d)] = (point, *interval(diff))
+                for m in self.methods:
+                    if m == base or m not in reps:
+                        continue
+                    both = [i for i in rows if not np.isnan(reps[m][i]).any() and not np.isnan(reps[base][i]).any()]
+                    if both:
+                        diff = (reps[m][both] - reps[base][both]).mean(0)
+                        point = float(np.mean([self._group_mean(groups[i], m, metric)
+                                               - self._group_mean(groups[i], base, metric) for i in both]))
+                        self.paired[(m, d, metric)] = (point, *interval(diff))
+
+    def _group_mean(self, group: Group, method: str, metric: str) -> float:
+        """The method's metric on the group, the mean over its seeds: image AUROC from the scores the bootstrap
+        resamples, the pixel metrics as the cells computed them (exact)."""
+        if metric == "image_auroc":
+            return float(auroc_rows(group.runs[method], group.labels).mean())
+        return float(np.mean([r.metrics[metric] for r in self.results if r.status == "ok" and r.cell.method == method
+                              and f"{r.cell.dataset}/{r.cell.cls}" == group.name
+                              and r.metrics.get(metric) is not None]))
 
     def classes(self, dataset: str) -> list[Any]:
         """The dataset's classes this benchmark ran (--quick runs the first only)."""
@@ -131,12 +178,8 @@ class Summary:
         n_seeds = max((n for *_, n in self.stats.values()), default=0)
         text = f"{s[0]:.4f}" + (" (1 seed)" if s[2] == 1 else f" ± {s[1]:.4f}" + (
             f" ({s[2]} seeds)" if s[2] < n_seeds else ""))    # a method run with fewer seeds says so
-        ci = self.ci.get((method, dataset)) if metric == "image_auroc" else None
+        ci = self.ci.get((method, dataset, metric))
         return text + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
-
-
-def _auc_mean(group: Group, method: str) -> float:
-    return float(auroc_rows(group.runs[method], group.labels).mean())
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -156,23 +199,25 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
         lines += [f"**Partial**: {len(s.results)} of {len(s.results) + speed['cells_left']} cells of the suite; the "
                   f"other {speed['cells_left']} have not run yet (a selection: --methods, --datasets, --classes, "
                   "--seeds). A method's mean over a dataset needs every class of a seed; `—` where not.", ""]
-    boot = bool(s.ci)
+    explained = False
     for k in [metric, *(k for k in METRICS if k != metric and any(key[2] == k for key in s.stats))]:
-        with_ci = boot and k == "image_auroc"
+        with_ci = any(key[2] == k for key in s.ci)
         lines += [f"## {k}: mean ± std over {n_seeds} seed(s)" + (" [95 % bootstrap interval]" if with_ci else ""),
                   ""]
         if k == metric:
             lines += ["Each seed's value is the mean over the dataset's classes" + (
                 "; the interval resamples the test images (1000 stratified replicates, seeds pooled)." if with_ci
-                else " (intervals and the paired comparison are computed for image_auroc, below)."), ""]
+                else " (no interval: the cells kept no anomaly maps, pixels.npz)."), ""]
         lines += _table(["method", *s.datasets], [[m, *(s.cell(m, d, k) for d in s.datasets)] for m in s.methods])
         lines += [""]
-        if k == "image_auroc" and suite.baseline and s.paired:
-            lines += [f"## Paired against the baseline `{suite.baseline}`: difference in image_auroc "
-                      "[95 % bootstrap interval]", "",
-                      "The same resampled test images for both methods; an interval that excludes 0 is a "
-                      "difference beyond the test set's noise.", ""]
-            rows = [[m, *(_diff(s.paired.get((m, d))) for d in s.datasets)] for m in s.methods
+        if suite.baseline and any(key[2] == k for key in s.paired):
+            lines += [f"## Paired against the baseline `{suite.baseline}`: difference in {k} "
+                      "[95 % bootstrap interval]", ""]
+            if not explained:
+                lines += ["The same resampled test images for both methods; an interval that excludes 0 is a "
+                          "difference beyond the test set's noise.", ""]
+                explained = True
+            rows = [[m, *(_diff(s.paired.get((m, d, k))) for d in s.datasets)] for m in s.methods
                     if m != suite.baseline]
             lines += _table(["method", *s.datasets], rows) + [""]
     lines.pop()
@@ -253,8 +298,7 @@ def plot(s: Summary, path: str) -> None:
             st = s.stats.get((m, d, metric))
             if st is None:
                 continue
-            ci = s.ci.get((m, d)) if metric == "image_auroc" else None
-            ci = ci or (st[0] - st[1], st[0] + st[1])         # without an interval: +- std over seeds
+            ci = s.ci.get((m, d, metric)) or (st[0] - st[1], st[0] + st[1])         # without an interval: +- std over seeds
             xs.append(i + j * width)
             ys.append(st[0])
             lo.append(st[0] - ci[0])
@@ -262,9 +306,10 @@ def plot(s: Summary, path: str) -> None:
         axes[0].bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=m)
         bottoms += [y - e for y, e in zip(ys, lo)]
     others = [m for m in s.methods if m != s.suite.baseline]
+    diff_metric = metric if any(key[2] == metric for key in s.paired) else "image_auroc"
     for k, m in enumerate(others):     # the paired differences, the methods side by side around each dataset
-        pts = [(i + (k - (len(others) - 1) / 2) * 0.8 / max(1, len(others)), s.paired[(m, d)])
-               for i, d in enumerate(s.datasets) if (m, d) in s.paired]
+        pts = [(i + (k - (len(others) - 1) / 2) * 0.8 / max(1, len(others)), s.paired[(m, d, diff_metric)])
+               for i, d in enumerate(s.datasets) if (m, d, diff_metric) in s.paired]
         if pts:
             axes[1].errorbar([p[0] for p in pts], [p[1][0] for p in pts],
                              yerr=[[p[1][0] - p[1][1] for p in pts], [p[1][2] - p[1][0] for p in pts]],
@@ -274,10 +319,10 @@ def plot(s: Summary, path: str) -> None:
     axes[1].set_xlim(-0.5, len(s.datasets) - 0.5)
     axes[0].set_ylabel(metric)
     axes[0].set_ylim(max(0.0, min(bottoms, default=0.5) - 0.05), 1.0)
-    axes[0].set_title(f"{metric}: mean, " + ("95 % interval" if metric == "image_auroc" and s.ci else "± std"))
+    axes[0].set_title(f"{metric}: mean, " + ("95 % interval" if any(key[2] == metric for key in s.ci) else "± std"))
     axes[0].legend(fontsize=7)
     axes[1].axhline(0, color="grey", lw=1)
-    axes[1].set_title(f"image_auroc minus baseline {s.suite.baseline or '(none)'}: paired, 95 % interval")
+    axes[1].set_title(f"{diff_metric} minus baseline {s.suite.baseline or '(none)'}: paired, 95 % interval")
     if s.paired:
         axes[1].legend(fontsize=7)
     fig.tight_layout()

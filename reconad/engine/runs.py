@@ -22,7 +22,7 @@ from ..config import Config, to_dict
 from ..io import write_text
 from ..plugins import get_registry
 from ..registry import Registry
-from .evaluate import compute_metrics, score_dataset
+from .evaluate import ScoreSet, compute_metrics, score_dataset
 from .history import HISTORY
 from .report import write_report
 from .checkpoint import CheckpointError, load_checkpoint
@@ -39,6 +39,7 @@ class RunResult:
     metrics: dict[str, Any] | None
     files: dict[str, str]
     train: TrainResult | None = None
+    scores: ScoreSet | None = None      # the test set's scores, labels and (where the scorer gives them) pixel maps
 
 
 def default_out_dir(name: str) -> str:
@@ -134,8 +135,9 @@ def _write_config(out_dir: str, cfg: Config) -> None:
 
 def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any, calibration: dict[str, Any],
                   device: torch.device, selection: dict[str, Any] | None = None,
-                  train_seconds: float | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Score the test split, compute the metrics and write the report into ``out_dir``."""
+                  train_seconds: float | None = None) -> tuple[dict[str, Any], dict[str, str], ScoreSet]:
+    """Score the test split, compute the metrics and write the report into ``out_dir``; returns the metrics,
+    the files written and the test set's scores."""
     test = score_dataset(model, splits.test, device, cfg.test.batch_size, where="test images")
     if cfg.data.root:   # name each image by its path in the dataset (test/scratch/006.png), not its file name
         test.paths = [_in_root(p, cfg.data.root) for p in test.paths]
@@ -145,7 +147,7 @@ def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any
     files = write_report(out_dir, model=model, dataset=splits.test, scores=test, metrics=metrics,
                          calibration=calibration, config=to_dict(cfg), device=device,
                          n_images=cfg.test.report_images, skipped=splits.skipped, train_seconds=train_seconds)
-    return metrics, files
+    return metrics, files, test
 
 
 def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: bool = False,
@@ -173,10 +175,10 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
             raise
         if runtime.is_main and resume:
             _write_config(out_dir, cfg)
-        metrics, files = None, {"checkpoint": result.checkpoint}
+        metrics, files, scores = None, {"checkpoint": result.checkpoint}, None
         if test and runtime.is_main and result.calibration:
-            metrics, more = evaluate_into(out_dir, cfg, result.model, result.splits, result.calibration,
+            metrics, more, scores = evaluate_into(out_dir, cfg, result.model, result.splits, result.calibration,
                                           runtime.device, result.selection, result.seconds)
             files.update(more)
         runtime.barrier()
-    return RunResult(out_dir, metrics, files, result)
+    return RunResult(out_dir, metrics, files, result, scores)

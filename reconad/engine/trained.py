@@ -71,9 +71,9 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
     out_dir = out_dir or run_folder(checkpoint)
     splits = build_data(cfg, registry)
     with OutDir(out_dir):
-        metrics, files = evaluate_into(out_dir, cfg, trained.model, splits, trained.calibration, dev,
-                                       trained.selection)
-    return RunResult(out_dir, metrics, files)
+        metrics, files, scores = evaluate_into(out_dir, cfg, trained.model, splits, trained.calibration, dev,
+                                               trained.selection)
+    return RunResult(out_dir, metrics, files, scores=scores)
 
 
 def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "auto", skip_bad: bool = False,
