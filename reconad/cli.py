@@ -154,7 +154,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     try:
         files = run_benchmark(args.suite, args.out, jobs=args.jobs, resume=args.resume, quick=args.quick,
                               device=args.device, methods=args.methods, datasets=args.datasets,
-                              classes=args.classes, seeds=args.seeds, readme=args.readme)
+                              classes=args.classes, seeds=args.seeds, readme=args.readme,
+                              baseline=args.baseline)
     except Interrupted as exc:
         print(f"reconad benchmark: {exc}\nresume with: reconad benchmark {shlex.quote(args.suite)} --out "
               f"{shlex.quote(args.out)} --jobs {args.jobs} --resume", file=sys.stderr)
@@ -298,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=_names, default=None, metavar="A,B",
                        help=f"run only these {what} (comma-separated); the summary holds every finished cell")
     p.add_argument("--seeds", type=_seed_list, default=None, metavar="0,1", help="run only these seeds")
+    p.add_argument("--baseline", default=None, metavar="METHOD",
+                   help="compare every method with this one instead of the suite's baseline")
     p.add_argument("--readme", default=None, metavar="README.md",
                    help="also write summary.md's tables into this file, between <!-- benchmark:NAME:start/end -->")
     p.set_defaults(func=_cmd_benchmark)

@@ -78,6 +78,14 @@ def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, cap
     assert "4 of 4 cells finished before (cached), 0 to run" in capsys.readouterr().out
     assert {r["run_dir"]: os.path.getmtime(out / r["run_dir"] / "checkpoint.pt") for r in rows} == stamp
     assert [r["cached"] for r in _rows(out)] == ["1"] * 4
+    # another baseline: the same cells (all cached), compared with cae
+    assert main(["benchmark", str(QUICK), "--out", str(out), "--quick", "--device", "cpu", "--resume",
+                 "--baseline", "cae"]) == 0
+    assert "4 of 4 cells finished before (cached), 0 to run" in capsys.readouterr().out
+    summary = (out / "summary.md").read_text()
+    assert "Paired against the baseline `cae`" in summary and "--resume --baseline cae`" in summary
+    paired = summary.split("Paired against the baseline `cae`: difference in image_auroc", 1)[1].split("\n## ", 1)[0]
+    assert "| memae |" in paired and "| cae |" not in paired
 
 
 def test_failed_cell_is_recorded_the_rest_go_on_and_resume_reruns_failed_and_changed_cells(tmp_path: Path) -> None:
@@ -117,7 +125,8 @@ def test_a_selection_runs_only_its_cells_and_the_summary_holds_every_finished_on
     mean = (float(rows[0]["image_auroc"]) + float(rows[1]["image_auroc"])) / 2
     assert f"| memae | {mean:.4f} (1 seed) [" in (out / "summary.md").read_text()
     for option, value, have in (("--methods", "memea", "did you mean 'memae'"), ("--seeds", "7", "it has: 0, 1"),
-                                ("--classes", "4", "it has: 0, 1"), ("--datasets", "brick", "it has: digits")):
+                                ("--classes", "4", "it has: 0, 1"), ("--datasets", "brick", "it has: digits"),
+                                ("--baseline", "othr", "did you mean 'other'")):
         assert main(["benchmark", str(path), "--out", str(out), "--resume", option, value]) == 2
         err = capsys.readouterr().err
         assert f"{option}: the suite has no {value!r}" in err and have in err

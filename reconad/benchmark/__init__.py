@@ -21,17 +21,20 @@ __all__ = ["BenchmarkError", "Cell", "CellResult", "Suite", "SuiteError", "load_
 def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = False, quick: bool = False,
                   device: str | None = None, methods: list[str] | None = None, datasets: list[str] | None = None,
                   classes: list[str] | None = None, seeds: list[int] | None = None, readme: str | None = None,
-                  log: Callable[[str], None] = print) -> dict[str, str]:
+                  baseline: str | None = None, log: Callable[[str], None] = print) -> dict[str, str]:
     """Run (or resume) a suite into ``out`` and write its outputs; returns their paths by kind. ``methods``,
     ``datasets``, ``classes``, ``seeds``: run only those cells (the summary holds every finished cell).
-    ``readme``: also write summary.md's tables into that README, between the suite's markers."""
+    ``readme``: also write summary.md's tables into that README, between the suite's markers. ``baseline``:
+    compare with this method instead of the suite's (the cells and their cache keys do not change)."""
     import torch
 
     from .runner import environment
-    from .suite import select
+    from .suite import select, set_baseline
     from .summary import check_readme, write_outputs
 
     suite = load_suite(suite_path)
+    if baseline is not None:
+        set_baseline(suite, baseline)
     if readme:
         try:
             check_readme(readme, suite.name)
@@ -48,6 +51,7 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
     command = shlex.join(["reconad", "benchmark", os.path.relpath(suite_path), "--out", out, "--jobs", str(jobs),
                           *(["--quick"] if quick else []), *(["--device", device] if device else []),
                           *(a for k, v in chosen.items() if v is not None for a in (k, ",".join(v))), "--resume",
+                          *(["--baseline", baseline] if baseline is not None else []),
                           *(["--readme", os.path.relpath(readme)] if readme else [])])
     files = write_outputs(out, suite, results, speed, command, env, readme)
     failed = sum(r.status != "ok" for r in results)

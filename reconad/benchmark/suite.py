@@ -33,7 +33,7 @@ import yaml
 from .stats import METRICS
 
 __all__ = ["METRICS", "Cell", "DatasetEntry", "Method", "Suite", "SuiteError", "check_cells", "load_suite", "parse_suite",
-           "select"]
+           "select", "set_baseline"]
 
 
 class SuiteError(ValueError):
@@ -316,6 +316,16 @@ def check_cells(suite: Suite, cells: list[Cell]) -> None:
     if errors:
         raise SuiteError(f"suite {suite.path}:\n  " + "\n  ".join(dict.fromkeys(errors)))
 
+
+
+def set_baseline(suite: Suite, name: str) -> None:
+    """Compare the suite's methods with ``name`` (``--baseline``); a method the suite does not have is a
+    :class:`SuiteError` naming the option and the suite's methods."""
+    if name not in suite.methods:
+        have = list(suite.methods)
+        raise SuiteError(f"suite {suite.path}:\n  --baseline: the suite has no {name!r}{_closest(name, have)} (it "
+                         f"has: {', '.join(have)})")
+    suite.baseline = name
 
 
 def select(suite: Suite, cells: list[Cell], *, methods: list[str] | None = None, datasets: list[str] | None = None,
