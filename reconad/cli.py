@@ -155,7 +155,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         files = run_benchmark(args.suite, args.out, jobs=args.jobs, resume=args.resume, quick=args.quick,
                               device=args.device, methods=args.methods, datasets=args.datasets,
                               classes=args.classes, seeds=args.seeds, readme=args.readme,
-                              baseline=args.baseline)
+                              baseline=args.baseline, archive=args.archive)
     except Interrupted as exc:
         print(f"reconad benchmark: {exc}\nresume with: reconad benchmark {shlex.quote(args.suite)} --out "
               f"{shlex.quote(args.out)} --jobs {args.jobs} --resume", file=sys.stderr)
@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seed_list, default=None, metavar="0,1", help="run only these seeds")
     p.add_argument("--baseline", default=None, metavar="METHOD",
                    help="compare every method with this one instead of the suite's baseline")
+    p.add_argument("--archive", default=None, metavar="DIR",
+                   help="keep every finished cell's entry and ranked test scores in DIR (small: commit it) and "
+                        "restore them from there first, so a long suite goes on in another checkout")
     p.add_argument("--readme", default=None, metavar="README.md",
                    help="also write summary.md's tables into this file, between <!-- benchmark:NAME:start/end -->")
     p.set_defaults(func=_cmd_benchmark)

@@ -158,6 +158,44 @@ def test_readme_block_is_written_from_the_summary_appended_then_replaced(tmp_pat
     assert "nope.md': no such file" in capsys.readouterr().err
 
 
+def _tables(summary: str) -> list[str]:
+    """summary.md's table rows and headings (not the command line, the speed or the notes)."""
+    return [line for line in summary.split("\n## Speed", 1)[0].split("\n## Notes", 1)[0].splitlines()
+            if line.startswith(("|", "##"))]
+
+
+def test_archive_keeps_finished_cells_and_a_new_checkout_goes_on_from_it(tmp_path: Path, capsys) -> None:
+    path = _suite(tmp_path, methods={"memae": {"config": DIGITS, "set": TINY}, "other": {"config": DIGITS, "set": {
+        **TINY, "model.memory.slots": 10}}}, datasets={"digits": {"data": {
+            "name": "digits", "image_size": 16, "anomalies_per_class": 5}, "classes": [0, 1]}})
+    archive, first = tmp_path / "archive", tmp_path / "first"
+    assert main(["benchmark", str(path), "--out", str(first), "--device", "cpu", "--methods", "memae"]) == 0
+    # the archive asked for later: the cells finished before go in too, then a new cell as it finishes
+    assert main(["benchmark", str(path), "--out", str(first), "--device", "cpu", "--resume", "--archive",
+                 str(archive), "--classes", "0"]) == 0
+    kept = sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file())
+    assert [k for k in kept if not k.startswith("images/")] == [
+        f"cells/{m}/digits/{c}/seed0.{ext}" for m in ("memae", "other") for c in (0, 1) if (m, c) != ("other", 1)
+        for ext in ("json", "npz")]
+    assert len([k for k in kept if k.startswith("images/")]) == 2          # one list per test set
+    assert sum(p.stat().st_size for p in archive.rglob("*.npz")) < 4000   # small enough to commit
+    want = (first / "summary.md").read_text()
+
+    second = tmp_path / "second"          # a new checkout: no run folders, only the archive
+    capsys.readouterr()
+    assert main(["benchmark", str(path), "--out", str(second), "--device", "cpu", "--archive", str(archive),
+                 "--classes", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 finished cell(s) restored from the archive" in printed and "0 to run" in printed
+    assert _tables((second / "summary.md").read_text()) == _tables(want)   # ranks: every number the same
+    assert not (second / "cells" / "memae" / "digits" / "0" / "seed0" / "checkpoint.pt").exists()
+    assert main(["benchmark", str(path), "--out", str(second), "--device", "cpu", "--archive", str(archive)]) == 0
+    assert "1 to run" in capsys.readouterr().out and (archive / "cells" / "other" / "digits" / "1" / "seed0.npz").is_file()
+    (archive / "cells" / "memae" / "digits" / "0" / "seed0.npz").write_bytes(b"broken")
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "third"), "--archive", str(archive)]) == 2
+    assert "seed0.npz: unreadable archived scores" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "suites").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_suite_reads_and_every_cell_config_validates(path: Path) -> None:
     from reconad.benchmark.suite import check_cells

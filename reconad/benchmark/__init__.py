@@ -3,7 +3,8 @@ cell an ordinary run folder, with a summary that says how far apart methods are 
 
 ``suite.py`` reads and checks a suite, ``runner.py`` runs its cells (cached, resumable, in parallel processes),
 ``stats.py`` holds the AUROC and bootstrap, ``summary.py`` writes results.csv, summary.md, summary.png and
-environment.json. See docs/benchmarks.md.
+environment.json, ``archive.py`` keeps finished cells small enough to commit (``--archive``). See
+docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ __all__ = ["BenchmarkError", "Cell", "CellResult", "Suite", "SuiteError", "load_
 def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = False, quick: bool = False,
                   device: str | None = None, methods: list[str] | None = None, datasets: list[str] | None = None,
                   classes: list[str] | None = None, seeds: list[int] | None = None, readme: str | None = None,
-                  baseline: str | None = None, log: Callable[[str], None] = print) -> dict[str, str]:
+                  baseline: str | None = None, archive: str | None = None,
+                  log: Callable[[str], None] = print) -> dict[str, str]:
     """Run (or resume) a suite into ``out`` and write its outputs; returns their paths by kind. ``methods``,
     ``datasets``, ``classes``, ``seeds``: run only those cells (the summary holds every finished cell).
     ``readme``: also write summary.md's tables into that README, between the suite's markers. ``baseline``:
-    compare with this method instead of the suite's (the cells and their cache keys do not change)."""
+    compare with this method instead of the suite's (the cells and their cache keys do not change).
+    ``archive``: restore the finished cells kept there into ``out`` first (``resume`` is implied), and keep
+    every finished cell there (``reconad.benchmark.archive``: small enough to commit)."""
     import torch
 
     from .runner import environment
@@ -46,12 +50,33 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
     selected = select(suite, cells, methods=methods, datasets=datasets, classes=classes, seeds=seeds)
     log(f"{suite.name}: {len(suite.methods)} method(s) x {len(suite.datasets)} dataset(s) -> {len(cells)} cells"
         f"{' (--quick)' if quick else ''}" + (f", {sum(selected)} selected" if not all(selected) else ""))
-    results, speed = run_cells(suite, cells, out, jobs=jobs, resume=resume, selected=selected, log=log)
+    keep = None
+    if archive:
+        from . import archive as arch
+
+        try:
+            restored = arch.restore(archive, out, cells)
+        except ValueError as exc:
+            raise BenchmarkError(str(exc)) from None
+        if restored:
+            log(f"{restored} finished cell(s) restored from the archive {archive} (their scores as ranks)")
+        resume = True
+
+        def keep(result: CellResult) -> None:
+            if result.status == "ok":
+                arch.save(archive, out, result)
+    results, speed = run_cells(suite, cells, out, jobs=jobs, resume=resume, selected=selected, on_result=keep,
+                               log=log)
+    if keep is not None:
+        for r in results:       # the cells finished before the archive was asked for, too
+            keep(r)
+        log(f"archive {archive}: holds the {sum(r.status == 'ok' for r in results)} finished cell(s) of this summary")
     env = environment(device or "auto", jobs, speed["threads_per_job"] if jobs > 1 else torch.get_num_threads())
     command = shlex.join(["reconad", "benchmark", os.path.relpath(suite_path), "--out", out, "--jobs", str(jobs),
                           *(["--quick"] if quick else []), *(["--device", device] if device else []),
                           *(a for k, v in chosen.items() if v is not None for a in (k, ",".join(v))), "--resume",
                           *(["--baseline", baseline] if baseline is not None else []),
+                          *(["--archive", os.path.relpath(archive)] if archive else []),
                           *(["--readme", os.path.relpath(readme)] if readme else [])])
     files = write_outputs(out, suite, results, speed, command, env, readme)
     failed = sum(r.status != "ok" for r in results)

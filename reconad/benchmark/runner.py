@@ -202,12 +202,13 @@ def _line(result: CellResult, metric: str) -> str:
 
 
 def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resume: bool = False,
-              selected: list[bool] | None = None,
+              selected: list[bool] | None = None, on_result: Callable[[CellResult], None] | None = None,
               log: Callable[[str], None] = print) -> tuple[list[CellResult], dict[str, Any]]:
     """Check the suite's cells, then run those not cached; one progress line per cell. Returns every cell's
     result (cached ones included, in the suite's order) and the session's speed. ``selected`` (one flag per
     cell): only those run; the others are returned when their cache entry is finished and left out when not,
-    so a suite run in parts summarises everything finished so far."""
+    so a suite run in parts summarises everything finished so far. ``on_result``: called with each cell this
+    session runs, as it finishes."""
     from ..config import load_config, to_dict
 
     if jobs < 1:
@@ -245,6 +246,8 @@ def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resum
         n = len(durations)
         log(f"[{n}/{len(todo)}] {result.cell.label}: {_line(result, suite.metric)} ({result.seconds:.0f} s); "
             f"ETA {_eta(durations, len(todo) - n, jobs)}")
+        if on_result is not None:
+            on_result(result)
 
     if jobs == 1:
         for i in todo:

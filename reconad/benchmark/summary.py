@@ -92,7 +92,7 @@ def _pixel_stats(r: CellResult, order: list[str], truth: np.ndarray | None, note
         notes.append(f"{r.cell.label}: {exc}; left out of the pixel intervals")
         return None
     if got is None:
-        notes.append(f"{r.cell.label}: no pixels.npz (run by an older reconad); left out of the pixel intervals")
+        notes.append(f"{r.cell.label}: no pixels.npz (restored from an archive, or run by an older reconad); left out of the pixel intervals")
         return None
     paths, maps, masks, limit = got
     where = {p: i for i, p in enumerate(paths)}
