@@ -13,7 +13,7 @@ number of times it was drawn, and :class:`PixelStats` reduces a run's maps to pe
 weighted replicate is a few matrix products (no pixel is touched again). Pixel AUROC so is exact (the pairs of an
 anomalous pixel of image i and a normal pixel of image j count ``w_i * w_j`` times); AUPRO is the area under
 the PRO curve through ``points`` of its own points (thresholds at evenly spaced false positive rates of the
-unweighted set, up to twice the limit), a few 1e-4 from the exact area.
+unweighted set, up to twice the limit), within 1e-3 of the exact area (a few 1e-5 on 145 patches of 64 px).
 """
 from __future__ import annotations
 
