@@ -92,7 +92,8 @@ def _pixel_stats(r: CellResult, order: list[str], truth: np.ndarray | None, note
         notes.append(f"{r.cell.label}: {exc}; left out of the pixel intervals")
         return None
     if got is None:
-        notes.append(f"{r.cell.label}: no pixels.npz (restored from an archive, or run by an older reconad); left out of the pixel intervals")
+        notes.append(f"{r.cell.label}: no pixels.npz (restored from an archive, or run by an older reconad); left "
+                     "out of the pixel intervals")
         return None
     paths, maps, masks, limit = got
     where = {p: i for i, p in enumerate(paths)}
@@ -205,9 +206,11 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
         lines += [f"## {k}: mean ± std over {n_seeds} seed(s)" + (" [95 % bootstrap interval]" if with_ci else ""),
                   ""]
         if k == metric:
+            why = ("no class scored both normal and anomalous test images" if k == "image_auroc"
+                   else "the cells kept no anomaly maps, pixels.npz")
             lines += ["Each seed's value is the mean over the dataset's classes" + (
                 "; the interval resamples the test images (1000 stratified replicates, seeds pooled)." if with_ci
-                else " (no interval: the cells kept no anomaly maps, pixels.npz)."), ""]
+                else f" (no interval: {why})."), ""]
         lines += _table(["method", *s.datasets], [[m, *(s.cell(m, d, k) for d in s.datasets)] for m in s.methods])
         lines += [""]
         if suite.baseline and any(key[2] == k for key in s.paired):
@@ -298,7 +301,7 @@ def plot(s: Summary, path: str) -> None:
             st = s.stats.get((m, d, metric))
             if st is None:
                 continue
-            ci = s.ci.get((m, d, metric)) or (st[0] - st[1], st[0] + st[1])         # without an interval: +- std over seeds
+            ci = s.ci.get((m, d, metric)) or (st[0] - st[1], st[0] + st[1])   # without an interval: +- std
             xs.append(i + j * width)
             ys.append(st[0])
             lo.append(st[0] - ci[0])
