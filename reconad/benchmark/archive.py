@@ -31,6 +31,7 @@ from scipy.stats import rankdata
 from ..io import atomic_path, write_json, write_text
 from .runner import CellResult
 from .suite import Cell
+from .summary import read_scores
 
 __all__ = ["restore", "save"]
 
@@ -56,8 +57,7 @@ def save(archive: str, out: str, result: CellResult) -> bool:
     old = _entry(dest + ".json")
     if old is not None and old.get("key") == entry["key"] and os.path.exists(dest + ".npz"):
         return False
-    with open(os.path.join(result.run_dir, "scores.csv"), newline="", encoding="utf-8") as fh:
-        rows = sorted((r["path"], float(r["score"]), int(r["label"])) for r in csv.DictReader(fh) if r["label"] != "")
+    rows = sorted((p, score, label) for p, (score, label) in read_scores(result.run_dir).items())
     paths = "\n".join(r[0] for r in rows) + "\n"
     digest = hashlib.sha1(paths.encode("utf-8")).hexdigest()
     listing = os.path.join(archive, IMAGES, f"{digest}.txt")

@@ -17,7 +17,8 @@ from .runner import CellResult, load_pixels
 from .stats import Group, auroc_rows, bootstrap, interval, mean_std, pixel_stats
 from .suite import METRICS, Suite
 
-__all__ = ["Summary", "check_readme", "load_groups", "readme_block", "summarise", "write_outputs", "write_readme",
+__all__ = ["Summary", "check_readme", "load_groups", "read_scores", "readme_block", "summarise", "write_outputs",
+           "write_readme",
            "write_results_csv"]
 
 COLUMNS = ["method", "dataset", "class", "seed", "status", *METRICS, "scorers", "seconds", "cached", "run_dir",
@@ -36,7 +37,7 @@ def write_results_csv(path: str, results: list[CellResult], out: str) -> None:
     write_text(path, buf.getvalue())
 
 
-def _read_scores(run_dir: str) -> dict[str, tuple[float, int]]:
+def read_scores(run_dir: str) -> dict[str, tuple[float, int]]:
     path = os.path.join(run_dir, "scores.csv")
     with open(path, newline="", encoding="utf-8") as fh:
         return {row["path"]: (float(row["score"]), int(row["label"])) for row in csv.DictReader(fh)
@@ -58,7 +59,7 @@ def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
             continue
         gkey = (r.cell.dataset, r.cell.cls)
         try:
-            scores = _read_scores(r.run_dir)
+            scores = read_scores(r.run_dir)
         except (OSError, KeyError, ValueError) as exc:
             notes.append(f"{r.cell.label}: scores.csv unreadable ({exc}); left out of the intervals")
             continue
