@@ -49,6 +49,12 @@ def _print_metrics(metrics: dict[str, Any] | None) -> None:
     for name, entry in list(metrics.get("scorers", {}).items())[1:]:
         if entry.get("image_auroc") is not None:
             print(f"  image_auroc[{name}] {entry['image_auroc']:.4f}")
+    for name, values in (metrics.get("evaluators") or {}).items():
+        print(f"  {name}: " + ", ".join(f"{k} {_number(v)}" for k, v in values.items()))
+
+
+def _number(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f}" if float(v).is_integer() else f"{v:.4f}"
 
 
 def _cmd_run(args: argparse.Namespace, test: bool = True) -> int:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Features", "HistoryRow", "LogRun", "Logger", "MemoryRead", "Objective", "Scorer", "Scores", "StepContext"]
+__all__ = ["EvalRun", "Evaluator", "Features", "HistoryRow", "LogRun", "Logger", "MemoryRead", "Objective", "Scorer",
+           "Scores", "StepContext"]
 
 Features = Any  # a tensor, or a list of tensors for multi-scale features
 
@@ -184,3 +185,33 @@ class Logger:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """What an evaluator measures, once the run's test set is scored: the trained ``model`` (eval mode, on
+    ``device``), the run's data ``splits`` (``test``, ``holdout``, ``validation``: a ``reconad.data.DatasetSplits``),
+    the test set's ``scores`` (a ``reconad.engine.evaluate.ScoreSet``: image scores, ``labels``, pixel maps and
+    masks where the scorers and the dataset give them), the resolved ``config`` and ``batch_size``
+    (``test.batch_size``)."""
+
+    model: nn.Module
+    splits: Any
+    scores: Any
+    device: torch.device
+    config: dict[str, Any]
+    batch_size: int
+
+
+class Evaluator:
+    """A measurement a paper defines beyond reconad's metrics, selected by ``test.evaluators``. ``check(model)``
+    runs when the model is built, before training (and before ``reconad test`` scores): raise ``ValueError``
+    there when this evaluator cannot measure such a model. ``evaluate(run)`` returns named numbers (None where
+    undefined), written under ``metrics.json["evaluators"][<name>]``, shown in the report and summarised by
+    ``reconad benchmark``."""
+
+    def check(self, model: nn.Module) -> None:
+        pass
+
+    def evaluate(self, run: EvalRun) -> dict[str, float | None]:
+        raise NotImplementedError

@@ -106,6 +106,9 @@ class Config:
     seed: int = 0
     name: str = "reconad"
     data_options: dict[str, Any] = field(default_factory=dict)   # the dataset's own keys under data:
+    # test.evaluators: a paper's own measurements of the tested run (reconad.components.Evaluator), components
+    # like the scorers (a name or {name, options}); kept beside TestConfig, whose keys are plain values
+    evaluators: list[ComponentConfig] = field(default_factory=list)
 
 
 _TOP, _TRAIN, _TEST = (ParamSchema.of_dataclass(c) for c in (_TopLevel, TrainConfig, TestConfig))
@@ -225,7 +228,12 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
     _check_length(raw.get("train"), errors)
     train = _section(TrainConfig, _TRAIN, raw.get("train"), "train", errors)
     _check_train(dataclasses.asdict(train) if train is not None else raw.get("train"), errors)
-    test = _section(TestConfig, _TEST, raw.get("test"), "test", errors)
+    raw_test = raw.get("test")
+    evaluators = []
+    if isinstance(raw_test, dict) and "evaluators" in raw_test:
+        raw_test = {k: v for k, v in raw_test.items() if k != "evaluators"}
+        evaluators = _evaluators(raw["test"]["evaluators"], registry, errors)
+    test = _section(TestConfig, _TEST, raw_test, "test", errors)
     if test is not None and not 0.0 < test.threshold_quantile <= 1.0:
         errors.append(f"test.threshold_quantile: expected a value in (0, 1], got {test.threshold_quantile}")
     if test is not None and not 0.0 < test.alpha < 1.0:
@@ -237,7 +245,24 @@ def validate(raw: Any, registry: Registry | None = None) -> Config:
         data.seed = seed  # one seed for the whole run unless the data section sets its own
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
-    return Config(data=data, model=model, train=train, test=test, seed=seed, name=name, data_options=data_options)
+    return Config(data=data, model=model, train=train, test=test, seed=seed, name=name, data_options=data_options,
+                  evaluators=evaluators)
+
+
+def _evaluators(raw: Any, registry: Registry, errors: list[str]) -> list[ComponentConfig]:
+    """``test.evaluators``: a list of evaluator components (null: none); each name once."""
+    if raw is None:
+        return []
+    if isinstance(raw, (str, dict)):
+        raw = [raw]
+    if not isinstance(raw, list):
+        errors.append(f"test.evaluators: expected a list of evaluators (names or {{name: ..., options}}), got {raw!r}")
+        return []
+    out = [_component(e, "evaluator", f"test.evaluators[{i}]", registry, errors) for i, e in enumerate(raw)]
+    names = [e.name for e in out if e is not None]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"test.evaluators: {name!r} is listed more than once (its results are keyed by its name)")
+    return [e for e in out if e is not None]
 
 
 def validate_resolved(raw: Any, registry: Registry | None = None) -> Config:
@@ -447,5 +472,8 @@ def to_dict(cfg: Config) -> dict[str, Any]:
                   "objective": comp(m.objective)},
         "train": {**dataclasses.asdict(cfg.train),   # the length in effect only: steps, or epochs
                   **({"epochs": None} if cfg.train.steps is not None else {})},
-        "test": dataclasses.asdict(cfg.test),
+        # evaluators only when there are some: a config without them resolves as it did before they existed
+        # (the same config.yaml, the same benchmark cache keys)
+        "test": {**dataclasses.asdict(cfg.test),
+                 **({"evaluators": [comp(e) for e in cfg.evaluators]} if cfg.evaluators else {})},
     }

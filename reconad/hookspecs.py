@@ -244,6 +244,40 @@ def reconad_register_loggers(register: Register) -> None:
 
 
 @hookspec
+def reconad_register_evaluators(register: Register) -> None:
+    '''Register evaluators: ``reconad.components.Evaluator`` subclasses that measure what a paper defines beyond
+    reconad's metrics (OLED's Mask Module as a segmenter, paper 004's area rule), selected by
+    ``test.evaluators`` (e.g. ``[oled_segmentation]``, or ``[{name: area_rule, min_area: 20}]``).
+
+    The factory's keyword parameters are the evaluator's config keys; it takes no context. reconad builds the
+    evaluators when the model is built and calls ``check(model)`` before training (and before ``reconad test``
+    scores): raise ``ValueError`` there when the evaluator cannot measure this model, so a run never fails
+    after training. Once the test set is scored, ``evaluate(run)`` gets a ``reconad.components.EvalRun``
+    (``model``, ``splits``, the test ``scores``, ``device``, ``config``, ``batch_size``) and returns a dict of
+    numbers (None where undefined), written under ``metrics.json["evaluators"][NAME]``, shown in the report and
+    summarised per method by ``reconad benchmark``; a value that is not a number is an error naming the
+    evaluator and the key. Example::
+
+        import numpy as np
+        from reconad.components import Evaluator
+
+        class FlaggedFraction(Evaluator):
+            """The fraction of test images scoring above the q-quantile of the normal ones."""
+
+            def __init__(self, q: float = 0.99):
+                self.q = q
+
+            def evaluate(self, run):
+                s, y = run.scores.primary, run.scores.labels
+                return {"flagged": float(np.mean(s > np.quantile(s[y == 0], self.q)))}
+
+        @hookimpl
+        def reconad_register_evaluators(register):
+            register("flagged", FlaggedFraction)
+    '''
+
+
+@hookspec
 def reconad_register_commands(subparsers: Any) -> None:
     """Add command-line subcommands: ``subparsers`` is the ``argparse`` sub-parser action of the
     ``reconad`` command.

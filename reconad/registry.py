@@ -25,6 +25,7 @@ KINDS: dict[str, str] = {
     "objective": "reconad_register_objectives",
     "dataset": "reconad_register_datasets",
     "logger": "reconad_register_loggers",
+    "evaluator": "reconad_register_evaluators",
 }
 
 

@@ -467,3 +467,42 @@ def test_every_seed_sees_the_same_test_images_and_a_cell_whose_labels_differ_is_
     (group,), notes = load_groups(results)
     assert group.runs["memae"].shape == (1, 10) and np.array_equal(group.labels, labels)
     assert len(notes) == 1 and "seed 3: its test images or labels differ" in notes[0]
+
+
+def test_summary_reports_evaluators_and_the_epochs_kept(tmp_path: Path) -> None:
+    from reconad.benchmark.summary import summarise
+
+    suite = parse_suite({"baseline": "b", "seeds": [0, 1], "methods": {"a": DIGITS, "b": DIGITS},
+                         "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1, 2]}}},
+                        str(tmp_path / "s.yaml"))
+    rng = np.random.default_rng(4)
+    labels = np.r_[np.zeros(6, int), np.ones(6, int)]
+    values, results = {}, []
+    for c in suite.cells():
+        folder = tmp_path / c.folder
+        folder.mkdir(parents=True)
+        with open(folder / "scores.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([["path", "score", "label"],
+                                      *([f"img{i}", rng.random(), labels[i]] for i in range(12))])
+        metrics: dict = {"image_auroc": 0.5}
+        if c.method == "a":     # a per_defect-like evaluator: no key for the class's own digit
+            values[c] = {f"digit_{k}": float(rng.random()) for k in range(3) if k != c.cls}
+            metrics.update(evaluators={"per": values[c]}, epoch_kept=10 * c.cls + c.seed)
+        results.append(CellResult(c, "ok", metrics, 1.0, False, str(folder)))
+    s = Summary(suite, results, n_boot=20)
+    table = s.evaluators()[("digits", "per")]
+    assert set(table) == {"a"}
+    for k in range(3):
+        per_seed = [np.mean([v[f"digit_{k}"] for c, v in values.items() if c.seed == seed and c.cls != k])
+                    for seed in (0, 1)]
+        assert table["a"][f"digit_{k}"] == f"{np.mean(per_seed):.4f} ± {np.std(per_seed, ddof=1):.4f}"
+    text = summarise(s, {"cells_run": 12, "wall_seconds": 1.0, "jobs": 1, "threads_per_job": 1}, "cmd",
+                     {"device_name": "cpu", "device": "cpu", "torch": "x", "commit": "c", "jobs": 1,
+                      "threads_per_job": 1})
+    assert "## per on digits (test.evaluators)" in text
+    assert "| a | 0/1 | 10/11 | 20/21 |" in text       # each class's kept epoch, seed 0 / seed 1
+    assert "| b |" not in text.split("the epoch kept by train.select_every")[1]
+    # a seed with a class unfinished gives no mean
+    s2 = Summary(suite, [r for r in results if not (r.cell.method == "a" and r.cell.seed == 1 and r.cell.cls == 2)],
+                 n_boot=20)
+    assert "(1 seed)" in s2.evaluators()[("digits", "per")]["a"]["digit_0"]

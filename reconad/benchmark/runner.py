@@ -39,7 +39,7 @@ class BenchmarkError(RuntimeError):
 class CellResult:
     cell: Cell
     status: str                       # ok | error
-    metrics: dict[str, Any]           # METRICS' values, and "scorers": {name: image AUROC}
+    metrics: dict[str, Any]           # METRICS' values, "scorers": {name: image AUROC}, "evaluators", "epoch_kept"
     seconds: float
     cached: bool
     run_dir: str
@@ -102,9 +102,13 @@ def _read_entry(path: str) -> dict[str, Any] | None:
 
 
 def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The suite's metrics, and every scorer's image AUROC under ``scorers`` (two-stage's decoders, OLED's parts)."""
+    """The suite's metrics, every scorer's image AUROC under ``scorers`` (two-stage's decoders, OLED's parts), and
+    where the run has them its ``evaluators``' numbers and the ``epoch_kept`` by ``train.select_every``."""
     scorers = {name: entry.get("image_auroc") for name, entry in (metrics.get("scorers") or {}).items()}
-    return {**{k: metrics.get(k) for k in METRICS}, "scorers": scorers}
+    kept = ((metrics.get("selection") or {}).get("best") or {}).get("epoch")
+    return {**{k: metrics.get(k) for k in METRICS}, "scorers": scorers,
+            **({"evaluators": metrics["evaluators"]} if metrics.get("evaluators") else {}),
+            **({"epoch_kept": kept} if kept is not None else {})}
 
 
 def save_pixels(run_dir: str, scores: Any, fpr_limit: float) -> bool:

@@ -1,6 +1,7 @@
 """A benchmark's outputs: ``results.csv`` (one row per cell), ``summary.md`` (method x dataset: mean +- std over
-seeds and the bootstrap interval; each method against the baseline, paired; per-class means; failed cells;
-cells/hour), ``summary.png`` (the same, plotted) and ``environment.json``. Every file is written atomically.
+seeds and the bootstrap interval; each method against the baseline, paired; each scorer's and each
+``test.evaluators`` number; per-class means; the epochs a validation split kept; failed cells; cells/hour),
+``summary.png`` (the same, plotted) and ``environment.json``. Every file is written atomically.
 Intervals: image AUROC from each cell's ``scores.csv``; pixel AUROC and AUPRO from its ``pixels.npz``.
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ __all__ = ["Summary", "check_readme", "load_groups", "read_scores", "readme_bloc
            "write_readme",
            "write_results_csv"]
 
-COLUMNS = ["method", "dataset", "class", "seed", "status", *METRICS, "scorers", "seconds", "cached", "run_dir",
-           "error"]
+COLUMNS = ["method", "dataset", "class", "seed", "status", *METRICS, "scorers", "evaluators", "epoch_kept", "seconds",
+           "cached", "run_dir", "error"]
 
 
 def write_results_csv(path: str, results: list[CellResult], out: str) -> None:
@@ -33,6 +34,9 @@ def write_results_csv(path: str, results: list[CellResult], out: str) -> None:
         w.writerow([r.cell.method, r.cell.dataset, "" if r.cell.cls is None else r.cell.cls, r.cell.seed, r.status,
                     *("" if r.metrics.get(k) is None else f"{r.metrics[k]:.6f}" for k in METRICS),
                     " ".join(f"{n}:{v:.6f}" for n, v in (r.metrics.get("scorers") or {}).items() if v is not None),
+                    " ".join(f"{n}.{k}:{v:.6f}" for n, values in (r.metrics.get("evaluators") or {}).items()
+                             for k, v in values.items() if v is not None),
+                    r.metrics.get("epoch_kept", ""),
                     f"{r.seconds:.1f}", int(r.cached), os.path.relpath(r.run_dir, out), r.error])
     write_text(path, buf.getvalue())
 
@@ -174,14 +178,42 @@ class Summary:
         return list(dict.fromkeys(r.cell.cls for r in self.results if r.cell.dataset == dataset))
 
     def cell(self, method: str, dataset: str, metric: str) -> str:
-        s = self.stats.get((method, dataset, metric))
+        ci = self.ci.get((method, dataset, metric))
+        return self._mean_std(self.stats.get((method, dataset, metric))) + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci
+                                                                             else "")
+
+    def _mean_std(self, s: tuple[float, float, int] | None) -> str:
         if s is None:
             return "—"
         n_seeds = max((n for *_, n in self.stats.values()), default=0)
-        text = f"{s[0]:.4f}" + (" (1 seed)" if s[2] == 1 else f" ± {s[1]:.4f}" + (
+        return f"{s[0]:.4f}" + (" (1 seed)" if s[2] == 1 else f" ± {s[1]:.4f}" + (
             f" ({s[2]} seeds)" if s[2] < n_seeds else ""))    # a method run with fewer seeds says so
-        ci = self.ci.get((method, dataset, metric))
-        return text + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+    def evaluators(self) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
+        """``{(dataset, evaluator): {method: {key: "mean ± std"}}}``: each ``test.evaluators`` number, per seed the
+        mean over the dataset's classes that gave it (``per_defect`` on digits has no key for the normal class's
+        own digit), counted once every class of the seed finished; then mean and std over those seeds."""
+        out: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+        for d in self.datasets:
+            found = [(n, k) for r in self.results if r.cell.dataset == d and r.status == "ok"
+                     for n, values in (r.metrics.get("evaluators") or {}).items() for k in values]
+            n_classes = len(self.classes(d))
+            for name, key in dict.fromkeys(found):
+                for m in self.methods:
+                    done: dict[int, int] = {}
+                    by_seed: dict[int, list[float]] = {}
+                    for r in self.results:
+                        if r.cell.method != m or r.cell.dataset != d or r.status != "ok":
+                            continue
+                        done[r.cell.seed] = done.get(r.cell.seed, 0) + 1
+                        v = ((r.metrics.get("evaluators") or {}).get(name) or {}).get(key)
+                        if v is not None:
+                            by_seed.setdefault(r.cell.seed, []).append(float(v))
+                    per_seed = [float(np.mean(v)) for seed, v in by_seed.items() if done[seed] == n_classes]
+                    if per_seed:
+                        out.setdefault((d, name), {}).setdefault(m, {})[key] = self._mean_std(
+                            (*mean_std(per_seed), len(per_seed)))
+        return out
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -226,7 +258,9 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
             lines += _table(["method", *s.datasets], rows) + [""]
     lines.pop()
     lines += _per_scorer(s)
+    lines += _evaluators(s)
     lines += _per_class(s)
+    lines += _epochs_kept(s)
     failed = [r for r in s.results if r.status != "ok"]
     if failed:
         lines += ["", f"## Failed cells ({len(failed)})", ""] + [f"- {r.cell.label}: {r.error}" for r in failed]
@@ -263,6 +297,36 @@ def _per_scorer(s: Summary) -> list[str]:
         return []
     return ["", "## image_auroc of each scorer (the first is the method's score), mean over classes and seeds", "",
             *_table(["method / scorer", *s.datasets], rows)]
+
+
+def _evaluators(s: Summary) -> list[str]:
+    """Per dataset and ``test.evaluators`` entry: method x the evaluator's numbers."""
+    out = []
+    for (d, name), by_method in s.evaluators().items():
+        keys = list(dict.fromkeys(k for values in by_method.values() for k in values))
+        out += ["", f"## {name} on {d} (test.evaluators): mean ± std over seeds of the mean over classes", ""]
+        out += _table(["method", *keys], [[m, *(v.get(k, "—") for k in keys)] for m, v in by_method.items()])
+    return out
+
+
+def _epochs_kept(s: Summary) -> list[str]:
+    """Methods that select their epoch on a validation split (``train.select_every``): the epoch each seed
+    kept, per class."""
+    out = []
+    for d in s.datasets:
+        rows = []
+        for m in s.methods:
+            kept = {(r.cell.cls, r.cell.seed): r.metrics["epoch_kept"] for r in s.results if r.status == "ok"
+                    and r.cell.method == m and r.cell.dataset == d and r.metrics.get("epoch_kept") is not None}
+            if kept:
+                seeds = sorted({seed for _, seed in kept})
+                rows.append([m, *("/".join(str(kept.get((v, seed), "—")) for seed in seeds) for v in s.classes(d))])
+        if rows:
+            out += ["", f"## {d}: the epoch kept by train.select_every (validation split), seeds "
+                    f"{'/'.join(str(x) for x in sorted({r.cell.seed for r in s.results if r.cell.dataset == d}))}",
+                    ""]
+            out += _table(["method", *(str(v) for v in s.classes(d))], rows)
+    return out
 
 
 def _per_class(s: Summary) -> list[str]:

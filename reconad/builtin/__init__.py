@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from ..hookspecs import hookimpl
 from .conv import ConvDecoder, ConvEncoder
+from .evaluators import PerDefectAUROC
 from .loggers import CsvLogger, MlflowLogger, TensorBoardLogger
 from .maskers import RandomBlockMasker
 from .memae import MemAEMemory
 from .objectives import ReconstructionObjective
 from .scorers import ReconstructionErrorScorer
 
-__all__ = ["ConvDecoder", "ConvEncoder", "CsvLogger", "MemAEMemory", "MlflowLogger", "RandomBlockMasker", "ReconstructionErrorScorer",
-           "ReconstructionObjective", "TensorBoardLogger"]
+__all__ = ["ConvDecoder", "ConvEncoder", "CsvLogger", "MemAEMemory", "MlflowLogger", "PerDefectAUROC", "RandomBlockMasker",
+           "ReconstructionErrorScorer", "ReconstructionObjective", "TensorBoardLogger"]
 
 
 @hookimpl
@@ -56,3 +57,8 @@ def reconad_register_loggers(register):
     register("csv", CsvLogger)
     register("tensorboard", TensorBoardLogger)
     register("mlflow", MlflowLogger)
+
+
+@hookimpl
+def reconad_register_evaluators(register):
+    register("per_defect", PerDefectAUROC)

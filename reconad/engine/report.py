@@ -443,6 +443,13 @@ def _html(metrics: dict[str, Any], calibration: dict[str, Any], config: dict[str
         f"<tr><th>{esc(n)}</th>" + "".join(f'<td class="num">{_fmt(e.get(c))}</td>'
                                             for c in ("image_auroc", "threshold", "tpr", "tnr", "f1"))
         + "</tr>" for n, e in metrics.get("scorers", {}).items())
+    evaluator_html = "".join(
+        f"<h3>{esc(n)}</h3><table>" + "".join(f'<tr><th>{esc(k)}</th><td class="num">{_fmt(v)}</td></tr>'
+                                              for k, v in values.items()) + "</table>"
+        for n, values in (metrics.get("evaluators") or {}).items())
+    if evaluator_html:
+        evaluator_html = ("<h2>Evaluators</h2><p>The paper's own measurements this config asks for "
+                          "(<code>test.evaluators</code>; metrics.json <code>evaluators</code>).</p>" + evaluator_html)
     labelled = scores.labels.size == scores.primary.size and scores.primary.size > 0
     confusion = defects = ""
     if labelled and calibration.get("threshold") is not None:
@@ -522,7 +529,7 @@ def _html(metrics: dict[str, Any], calibration: dict[str, Any], config: dict[str
 {threshold_check(scores, metrics)}
 {confusion}{defects}
 <h2>Scorers</h2><table><tr><th>scorer</th><th>image AUROC</th><th>threshold</th><th>TPR</th><th>TNR</th>
-<th>F1</th></tr>{scorer_rows}</table>{selection}
+<th>F1</th></tr>{scorer_rows}</table>{evaluator_html}{selection}
 <h2>Pictures</h2>{pictures}
 {flagged_table}
 {skipped_html}

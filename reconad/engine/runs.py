@@ -22,7 +22,9 @@ from ..config import Config, to_dict
 from ..io import write_text
 from ..plugins import get_registry
 from ..registry import Registry
+from ..components import EvalRun
 from .evaluate import ScoreSet, compute_metrics, score_dataset
+from .evaluators import build_evaluators, run_evaluators
 from .history import HISTORY
 from .report import write_report
 from .checkpoint import CheckpointError, load_checkpoint
@@ -135,15 +137,21 @@ def _write_config(out_dir: str, cfg: Config) -> None:
 
 def evaluate_into(out_dir: str, cfg: Config, model: torch.nn.Module, splits: Any, calibration: dict[str, Any],
                   device: torch.device, selection: dict[str, Any] | None = None,
-                  train_seconds: float | None = None) -> tuple[dict[str, Any], dict[str, str], ScoreSet]:
-    """Score the test split, compute the metrics and write the report into ``out_dir``; returns the metrics,
-    the files written and the test set's scores."""
+                  train_seconds: float | None = None,
+                  registry: Registry | None = None) -> tuple[dict[str, Any], dict[str, str], ScoreSet]:
+    """Score the test split, compute the metrics (and ``test.evaluators``') and write the report into
+    ``out_dir``; returns the metrics, the files written and the test set's scores."""
+    evaluators = build_evaluators(cfg, registry or get_registry(), model)   # before scoring: checked first
     test = score_dataset(model, splits.test, device, cfg.test.batch_size, where="test images")
     if cfg.data.root:   # name each image by its path in the dataset (test/scratch/006.png), not its file name
         test.paths = [_in_root(p, cfg.data.root) for p in test.paths]
     metrics = compute_metrics(test, calibration, cfg.test.fpr_limit)
     if selection:
         metrics["selection"] = {k: selection[k] for k in ("every_epochs", "best", "history")}
+    if evaluators:
+        model.eval()
+        metrics["evaluators"] = run_evaluators(evaluators, EvalRun(model, splits, test, device, to_dict(cfg),
+                                                                   cfg.test.batch_size))
     files = write_report(out_dir, model=model, dataset=splits.test, scores=test, metrics=metrics,
                          calibration=calibration, config=to_dict(cfg), device=device,
                          n_images=cfg.test.report_images, skipped=splits.skipped, train_seconds=train_seconds)
@@ -178,7 +186,7 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
         metrics, files, scores = None, {"checkpoint": result.checkpoint}, None
         if test and runtime.is_main and result.calibration:
             metrics, more, scores = evaluate_into(out_dir, cfg, result.model, result.splits, result.calibration,
-                                          runtime.device, result.selection, result.seconds)
+                                          runtime.device, result.selection, result.seconds, registry)
             files.update(more)
         runtime.barrier()
     return RunResult(out_dir, metrics, files, result, scores)

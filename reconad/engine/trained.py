@@ -72,7 +72,7 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
     splits = build_data(cfg, registry)
     with OutDir(out_dir):
         metrics, files, scores = evaluate_into(out_dir, cfg, trained.model, splits, trained.calibration, dev,
-                                               trained.selection)
+                                               trained.selection, registry=registry)
     return RunResult(out_dir, metrics, files, scores=scores)
 
 

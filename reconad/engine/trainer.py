@@ -23,6 +23,7 @@ from ..model import ReconModel, build_model, nearest_size
 from ..registry import Registry
 from .checkpoint import check_compatible, load_checkpoint, model_signature, save_checkpoint
 from .evaluate import calibrate, check_finite, fit_references, fixed_thresholds, score_dataset
+from .evaluators import build_evaluators
 from .history import History, LogRun, build_loggers
 from .progress import TrainProgress, length_line, say
 from .runtime import RunError, Runtime, seed_everything
@@ -241,6 +242,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     if cfg.test.threshold == "f1":
         check_selectable(cfg, splits, "test.threshold=f1", "use test.threshold=quantile or conformal")
     model, objective = build_model(cfg.model, registry, splits.channels, splits.image_size)
+    build_evaluators(cfg, registry, model)   # test.evaluators that cannot measure this model: before training
     device = runtime.device
     model.to(device)
     resolved = to_dict(cfg)

@@ -1,7 +1,8 @@
 """OLED's further evaluation: the Mask Module as a segmenter (§4.5).
 
 ``segmentation_auroc(model, dataset)``: pixel AUROC of MM's activation map ``A`` against the non-zero pixels
-of each image (MNIST digits), separately for inliers (label 0) and outliers (label 1). Video novelty detection
+of each image (MNIST digits), separately for inliers (label 0) and outliers (label 1); ``SegmentationEvaluator``
+measures it on every tested run whose config lists ``test.evaluators: [oled_segmentation]``. Video novelty detection
 (§4.4) is the core's video protocol: ``reconad run configs/oled/video.yaml``, then ``reconad video RUN FRAMES``.
 """
 from __future__ import annotations
@@ -11,10 +12,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reconad import metrics as M
+from reconad.components import EvalRun, Evaluator
 
 from .model import MaskModule
 
-__all__ = ["segmentation_auroc"]
+__all__ = ["SegmentationEvaluator", "segmentation_auroc"]
 
 
 def _mask_module(model: torch.nn.Module) -> MaskModule:
@@ -54,3 +56,17 @@ def segmentation_auroc(model: torch.nn.Module, dataset: Dataset, *, batch_size: 
             continue
         out[key] = float(M.pixel_auroc(np.concatenate(maps[lab]), np.concatenate(truth[lab])))
     return out
+
+
+class SegmentationEvaluator(Evaluator):
+    """§4.5: the Mask Module's pixel AUROC against the non-zero pixels, test inliers and outliers."""
+
+    def __init__(self, foreground: float = 0.0):
+        self.foreground = foreground
+
+    def check(self, model: torch.nn.Module) -> None:
+        _mask_module(model)
+
+    def evaluate(self, run: EvalRun) -> dict[str, float | None]:
+        return segmentation_auroc(run.model, run.splits.test, batch_size=run.batch_size, device=run.device,
+                                  foreground=self.foreground)

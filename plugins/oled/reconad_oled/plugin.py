@@ -1,5 +1,5 @@
 """OLED's registrations (paper 001): the Mask Module masker, the Reconstructor's encoder and decoder, the
-scorer, the adversarial objective and the ``reconad oled`` commands."""
+scorer, the adversarial objective, the Mask Module's segmentation evaluator and the ``reconad oled`` commands."""
 from __future__ import annotations
 
 from reconad import hookimpl
@@ -35,6 +35,13 @@ def reconad_register_scorers(register):
 def reconad_register_objectives(register):
     register("oled", OLEDObjective, description="OLED adversarial training: min over R, max over MM (eq. 8)",
              contract_model={"masker": "oled"})  # it trains a masker
+
+
+@hookimpl
+def reconad_register_evaluators(register):
+    from .evaluate import SegmentationEvaluator
+
+    register("oled_segmentation", SegmentationEvaluator)
 
 
 @hookimpl

@@ -1,5 +1,5 @@
 """End to end: ``reconad run configs/oled/*.yaml`` (tiny overrides) writes all four OLED scores; ``reconad oled
-segment`` on the trained run; an OLED video run (configs/oled/video.yaml) scored with ``reconad video``, its
+segment`` on the trained run equals the config's ``oled_segmentation`` evaluator; an OLED video run (configs/oled/video.yaml) scored with ``reconad video``, its
 frame scores against sklearn."""
 from __future__ import annotations
 
@@ -82,10 +82,22 @@ def test_run_random_mask_cae_config(tmp_path):
     _check_four_scores(out, scale="set")
 
 
-def test_segment_command(oled_run, tmp_path):
+def test_segment_command_and_the_configs_evaluator_agree(oled_run, tmp_path):
     assert main(["oled", "segment", oled_run, "--out", str(tmp_path)]) == 0
     seg = json.load(open(tmp_path / "segmentation.json"))
     assert set(seg) == {"inlier", "outlier"} and all(0.0 <= v <= 1.0 for v in seg.values())
+    # configs/oled/oled.yaml lists test.evaluators: [oled_segmentation]: the run measured the same
+    measured = json.load(open(os.path.join(oled_run, "metrics.json")))["evaluators"]["oled_segmentation"]
+    assert measured == pytest.approx(seg, abs=1e-9)
+
+
+def test_segmentation_evaluator_refuses_a_model_without_mask_module_before_training(tmp_path, capsys):
+    out = tmp_path / "cae"
+    assert main(["run", os.path.join(ROOT, "configs", "oled", "cae_random_mask.yaml"), "--out", str(out),
+                 "--set", "test.evaluators=[oled_segmentation]", *TINY]) != 0
+    assert ("test.evaluators[0] (oled_segmentation): cannot measure this model: segmentation: needs an OLED Mask "
+            "Module" in capsys.readouterr().err)
+    assert not (out / "checkpoint.pt").exists()
 
 
 def test_video_run_and_command(tmp_path, capsys):

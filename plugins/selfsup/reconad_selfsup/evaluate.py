@@ -7,7 +7,8 @@ held-out normal heatmaps so that none of them has a connected component above th
 TPR, TNR, their mean (Table 2) and F1 (Table 4) are counted over the test set, for images and for pixels
 (accumulated over all test pixels). ``min_area`` is the paper's hand-set hyperparameter: a fraction of the
 image area here (``min_area_fraction``), fixed before looking at any test image. Test labels are only
-used to count.
+used to count. ``AreaRuleEvaluator`` measures it on every tested run whose config lists ``test.evaluators:
+[area_rule]``.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import os
 from typing import Any
 
 import numpy as np
+from reconad.components import EvalRun, Evaluator
 from reconad.metrics import area_segmentation, area_threshold, confusion, decision_rates
 
-__all__ = ["AREA_RULE_FILE", "area_rule_from_model", "area_rule_metrics", "evaluate_run"]
+__all__ = ["AREA_RULE_FILE", "AreaRuleEvaluator", "area_rule_from_model", "area_rule_metrics", "evaluate_run"]
 
 AREA_RULE_FILE = "area_rule.json"
 
@@ -101,3 +103,26 @@ def area_rule_from_model(model: Any, splits: Any, device: Any, *, batch_size: in
         raise ValueError("area rule: the model's scorers give no pixel maps; use the selfsup scorer")
     return area_rule_metrics(hold.pixel, test.pixel, test.masks, test.labels, min_area=min_area,
                              min_area_fraction=min_area_fraction)
+
+
+class AreaRuleEvaluator(Evaluator):
+    """§4.2's area rule: image and pixel TPR, TNR, their mean and F1 (threshold on held-out normal maps)."""
+
+    def __init__(self, min_area: int | None = None, min_area_fraction: float = 0.005):
+        if not 0.0 <= min_area_fraction < 1.0:
+            raise ValueError(f"area_rule: min_area_fraction must be in [0, 1), got {min_area_fraction}")
+        self.min_area, self.min_area_fraction = min_area, min_area_fraction
+
+    def evaluate(self, run: EvalRun) -> dict[str, float | None]:
+        from reconad.engine.evaluate import score_dataset
+
+        test = run.scores
+        if test.pixel is None:
+            raise ValueError("area rule: the model's scorers give no pixel maps; use the selfsup scorer")
+        hold = score_dataset(run.model, run.splits.holdout, run.device, run.batch_size, keep_masks=False,
+                             where="held-out normal images")
+        out = area_rule_metrics(hold.pixel, test.pixel, test.masks if run.splits.has_masks else None, test.labels,
+                                min_area=self.min_area, min_area_fraction=self.min_area_fraction)
+        # the rates (pixel ones where the test set has masks); the threshold and counts: `reconad selfsup evaluate`
+        return {k: out[k] for k in (f"{level}_{m}" for level in ("image", "pixel") for m in ("tpr", "tnr", "mean", "f1"))
+                if k in out}

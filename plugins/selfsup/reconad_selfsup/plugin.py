@@ -8,7 +8,7 @@ from .objective import SelfSupObjective
 from .scorer import SelfSupScorer
 
 __all__ = ["reconad_register_commands", "reconad_register_decoders", "reconad_register_encoders",
-           "reconad_register_objectives", "reconad_register_scorers"]
+           "reconad_register_evaluators", "reconad_register_objectives", "reconad_register_scorers"]
 
 # The contract test pairs each component with these neighbours (small widths keep it fast).
 _SMALL_ENCODER = {"encoder": {"name": "selfsup", "width": 8, "sdc_width": 8}, "memory": None}
@@ -41,3 +41,10 @@ def reconad_register_commands(subparsers):
     from .cli import add_commands
 
     add_commands(subparsers)
+
+
+@hookimpl
+def reconad_register_evaluators(register):
+    from .evaluate import AreaRuleEvaluator
+
+    register("area_rule", AreaRuleEvaluator)

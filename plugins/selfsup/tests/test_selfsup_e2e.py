@@ -1,9 +1,12 @@
 """End to end: `reconad run configs/selfsup/objective3.yaml` (tiny), then `reconad selfsup evaluate RUN_DIR`
-(through the CLI's entry function, in-process: a subprocess would re-import torch twice)."""
+(through the CLI's entry function, in-process: a subprocess would re-import torch twice), which gives the rates
+the config's `area_rule` evaluator wrote into metrics.json."""
 from __future__ import annotations
 
 import json
 import os
+
+import pytest
 
 from reconad.cli import main
 
@@ -25,3 +28,8 @@ def test_run_objective3_then_area_rule(tmp_path, capsys):
     for key in ("image_tpr", "image_tnr", "image_mean", "image_f1", "pixel_tpr", "pixel_tnr", "pixel_mean"):
         assert result[key] is None or 0.0 <= result[key] <= 1.0, key
     assert result["min_area"] == round(0.005 * 16 * 16)
+    # configs/selfsup/objective3.yaml lists test.evaluators: [area_rule]: the run measured the same rates
+    measured = metrics["evaluators"]["area_rule"]
+    assert set(measured) == {f"{lv}_{m}" for lv in ("image", "pixel") for m in ("tpr", "tnr", "mean", "f1")}
+    assert measured == {k: (None if result[k] is None else pytest.approx(result[k], abs=1e-9))
+                        for k in measured}
