@@ -60,10 +60,15 @@ def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, cap
     assert limit == 0.3 and maps.shape == masks.shape and len(paths) == maps.shape[0]
     assert roc_auc_score(masks.ravel(), maps.ravel()) == pytest.approx(float(rows[1]["pixel_auroc"]), abs=1e-6)
     assert rows[0]["scorers"] == f"l2:{float(rows[0]['image_auroc']):.6f}"     # every scorer's image AUROC
+    # brick's cells list test.evaluators: [per_defect]; results.csv and the summary hold its numbers
+    per_defect = json.loads((out / rows[1]["run_dir"] / "metrics.json").read_text())["evaluators"]["per_defect"]
+    assert per_defect and rows[1]["evaluators"] == " ".join(f"per_defect.{k}:{v:.6f}" for k, v in per_defect.items())
+    assert rows[0]["evaluators"] == ""
     summary = (out / "summary.md").read_text()
     assert "| memae |" in summary and "Paired against the baseline `memae`" in summary and "cells/hour" in summary
     assert "## aupro: mean ± std over 1 seed(s) [95 % bootstrap interval]" in summary
     assert "difference in aupro" in summary and "difference in pixel_auroc" in summary
+    assert "## per_defect on brick (test.evaluators)" in summary
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     env = json.loads((out / "environment.json").read_text())
     assert env["device"] == "cpu" and env["torch"] and env["commit"] and env["threads_per_job"] >= 1
