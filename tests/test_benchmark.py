@@ -72,6 +72,8 @@ def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, cap
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     env = json.loads((out / "environment.json").read_text())
     assert env["device"] == "cpu" and env["torch"] and env["commit"] and env["threads_per_job"] >= 1
+    entry = json.loads((out / (rows[0]["run_dir"] + ".json")).read_text())
+    assert entry["machine"] and entry["machine"] == env["device_name"]    # each cell says what it trained on
     printed = capsys.readouterr()
     assert len(printed.out.splitlines()) >= 4                       # a progress line per cell
     assert "scored" not in printed.err and "epoch" not in printed.err   # and nothing of each cell's own
@@ -196,6 +198,14 @@ def test_archive_keeps_finished_cells_and_a_new_checkout_goes_on_from_it(tmp_pat
     assert not (second / "cells" / "memae" / "digits" / "0" / "seed0" / "checkpoint.pt").exists()
     assert main(["benchmark", str(path), "--out", str(second), "--device", "cpu", "--archive", str(archive)]) == 0
     assert "1 to run" in capsys.readouterr().out and (archive / "cells" / "other" / "digits" / "1" / "seed0.npz").is_file()
+    # a method changed since its cells were archived: restored, then run again in the restored folders
+    changed = path.read_text().replace("slots: 10", "slots: 12")
+    assert changed != path.read_text()
+    path.write_text(changed)
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "changed"), "--device", "cpu", "--archive",
+                 str(archive), "--methods", "other"]) == 0
+    assert "2 to run" in capsys.readouterr().out
+    assert [r["status"] for r in _rows(tmp_path / "changed") if r["method"] == "other"] == ["ok", "ok"]
     (archive / "cells" / "memae" / "digits" / "0" / "seed0.npz").write_bytes(b"broken")
     assert main(["benchmark", str(path), "--out", str(tmp_path / "third"), "--archive", str(archive)]) == 2
     assert "seed0.npz: unreadable archived scores" in capsys.readouterr().err
@@ -505,8 +515,16 @@ def test_summary_reports_evaluators_and_the_epochs_kept(tmp_path: Path) -> None:
                      {"device_name": "cpu", "device": "cpu", "torch": "x", "commit": "c", "jobs": 1,
                       "threads_per_job": 1})
     assert "## per on digits (test.evaluators)" in text
+    assert "| method | digit_0 | digit_1 | digit_2 |" in text    # sorted, as each cell lists them
     assert "| a | 0/1 | 10/11 | 20/21 |" in text       # each class's kept epoch, seed 0 / seed 1
     assert "| b |" not in text.split("the epoch kept by train.select_every")[1]
+    assert "## Machines" not in text                     # one machine (here: none recorded) says nothing
+    results[0].machine = "CPU X"
+    text = summarise(Summary(suite, results, n_boot=20), {"cells_run": 12, "wall_seconds": 1.0, "jobs": 1,
+                                                         "threads_per_job": 1}, "cmd",
+                     {"device_name": "cpu", "device": "cpu", "torch": "x", "commit": "c", "jobs": 1,
+                      "threads_per_job": 1})
+    assert "The cells trained on CPU X (1 cell), not recorded (11 cells)." in text
     # a seed with a class unfinished gives no mean
     s2 = Summary(suite, [r for r in results if not (r.cell.method == "a" and r.cell.seed == 1 and r.cell.cls == 2)],
                  n_boot=20)

@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ import numpy as np
 from ..io import atomic_path, write_json
 from .suite import METRICS, Cell, Suite, check_cells
 
-__all__ = ["PIXELS", "BenchmarkError", "CellResult", "cache_key", "environment", "load_pixels", "run_cells",
-           "save_pixels", "versions"]
+__all__ = ["PIXELS", "BenchmarkError", "CellResult", "cache_key", "environment", "load_pixels", "machine_name",
+           "run_cells", "save_pixels", "versions"]
 
 PIXELS = "pixels.npz"     # a cell's test anomaly maps and masks (datasets with masks only)
 
@@ -44,6 +45,7 @@ class CellResult:
     cached: bool
     run_dir: str
     error: str = ""
+    machine: str = ""                 # the CPU (or GPU) it trained on; "" in entries written before it was kept
 
 
 def versions() -> dict[str, str]:
@@ -81,10 +83,26 @@ def environment(device: str, jobs: int, threads: int) -> dict[str, Any]:
     from ..engine.runtime import resolve_device
 
     dev = resolve_device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
-    return {"device": str(dev), "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
+    return {"device": str(dev), "device_name": machine_name(dev), "torch": torch.__version__, "cuda": torch.version.cuda,
             "commit": _commit(), "jobs": jobs, "threads_per_job": threads, "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "platform": platform.platform(), "versions": versions()}
+
+
+def machine_name(device: Any) -> str:
+    """The GPU's name, or the CPU's model name (Linux's /proc/cpuinfo; else the platform's processor or
+    machine): convolutions do not train bit-identically across CPU models, so each cell records its own."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _read_entry(path: str) -> dict[str, Any] | None:
@@ -161,6 +179,10 @@ def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellR
         cfg = load_config(cell.config, list(cell.overrides))
         # a cell killed mid-training left its checkpoint: continue it when it is the same cell
         resume = bool(previous and previous["key"] == key and os.path.exists(os.path.join(folder, "checkpoint.pt")))
+        if not resume and os.path.isdir(folder) and not os.path.exists(os.path.join(folder, "checkpoint.pt")):
+            # the cell's own folder without a run to replace: one restored from an archive (its scores as
+            # ranks) whose config has changed since, or a run that failed before its first checkpoint
+            shutil.rmtree(folder)
         write_json(entry_path, {"key": key, "status": "running", "cell": cell.label})
         try:
             res = run(cfg, folder, resume=resume, overwrite=not resume, log=lambda s: None)
@@ -171,7 +193,8 @@ def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellR
                 raise
             res = run(cfg, folder, overwrite=True, log=lambda s: None)
         save_pixels(folder, res.scores, cfg.test.fpr_limit)
-        result = CellResult(cell, "ok", _metrics(res.metrics or {}), time.perf_counter() - t0, False, folder)
+        result = CellResult(cell, "ok", _metrics(res.metrics or {}), time.perf_counter() - t0, False, folder,
+                            machine=machine_name(next(res.train.model.parameters()).device))
     except Interrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded in results.csv; the other cells go on
@@ -181,7 +204,7 @@ def run_one(cell: Cell, out: str, key: str, threads: int | None = None) -> CellR
     finally:
         set_mode(mode)
     write_json(entry_path, {"key": key, "status": result.status, "cell": cell.label, "metrics": result.metrics,
-                            "seconds": result.seconds, "error": result.error})
+                            "seconds": result.seconds, "error": result.error, "machine": result.machine})
     return result
 
 
@@ -230,7 +253,8 @@ def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resum
     for i, (cell, key, entry) in enumerate(zip(cells, keys, entries)):
         if entry and entry["key"] == key and entry["status"] == "ok":
             results[i] = CellResult(cell, "ok", dict(entry.get("metrics") or {}),
-                                    float(entry.get("seconds", 0.0)), True, os.path.join(out, cell.folder))
+                                    float(entry.get("seconds", 0.0)), True, os.path.join(out, cell.folder),
+                                    machine=str(entry.get("machine") or ""))
         elif selected is None or selected[i]:
             todo.append(i)
     if results:

@@ -6,6 +6,7 @@ Intervals: image AUROC from each cell's ``scores.csv``; pixel AUROC and AUPRO fr
 """
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import os
@@ -195,10 +196,17 @@ class Summary:
         own digit), counted once every class of the seed finished; then mean and std over those seeds."""
         out: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
         for d in self.datasets:
-            found = [(n, k) for r in self.results if r.cell.dataset == d and r.status == "ok"
-                     for n, values in (r.metrics.get("evaluators") or {}).items() for k in values]
+            given = [(n, list(values)) for r in self.results if r.cell.dataset == d and r.status == "ok"
+                     for n, values in (r.metrics.get("evaluators") or {}).items()]
+            found = []
+            for name in dict.fromkeys(n for n, _ in given):
+                # its keys in the order the cells give them; sorted where every cell gives them sorted
+                # (per_defect on digits: class 0's list starts at digit_1, class 1's at digit_0)
+                lists = [keys for n, keys in given if n == name]
+                keys = list(dict.fromkeys(k for ks in lists for k in ks))
+                found += [(name, k) for k in (sorted(keys) if all(ks == sorted(ks) for ks in lists) else keys)]
             n_classes = len(self.classes(d))
-            for name, key in dict.fromkeys(found):
+            for name, key in found:
                 for m in self.methods:
                     done: dict[int, int] = {}
                     by_seed: dict[int, list[float]] = {}
@@ -266,6 +274,13 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
         lines += ["", f"## Failed cells ({len(failed)})", ""] + [f"- {r.cell.label}: {r.error}" for r in failed]
     if s.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in s.notes]
+    machines = dict(collections.Counter(r.machine or "not recorded" for r in s.results if r.status == "ok"))
+    if len(machines) > 1:
+        lines += ["", "## Machines", "", "The cells trained on " + ", ".join(f"{m} ({n} cell{'s' * (n != 1)})" for m, n in
+                                                                          machines.items())
+                  + ". Convolutions do not train bit-identically across CPU models (their kernels round "
+                  "differently), so a cell run on another machine differs by about as much as another seed does; the "
+                  "std over seeds covers it."]
     cph = speed.get("cells_per_hour")
     lines += ["", "## Speed", "",
               f"This session ran {speed['cells_run']} cell(s) in {speed['wall_seconds'] / 60:.1f} min"
