@@ -18,11 +18,11 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from ..components import EvalRun
 from ..config import Config, to_dict
 from ..io import write_text
 from ..plugins import get_registry
 from ..registry import Registry
-from ..components import EvalRun
 from .evaluate import ScoreSet, compute_metrics, score_dataset
 from .evaluators import build_evaluators, run_evaluators
 from .history import HISTORY
