@@ -166,27 +166,30 @@ def run(cfg: Config, out_dir: str | None = None, *, test: bool = True, resume: b
     registry = registry or get_registry()
     apply_threads(cfg.train.threads)
     runtime = setup_runtime(cfg.train.device)
-    out_dir = out_dir or default_out_dir(cfg.name)
-    if runtime.is_main:
-        claim_out_dir(out_dir, resume=resume, overwrite=overwrite)
-    runtime.barrier()
-    splits = prepare_data(cfg, registry, log if runtime.is_main else lambda _: None)   # config.yaml: its size
-    with OutDir(out_dir):
-        if runtime.is_main and not resume:   # on resume, once the checkpoint proved to fit the config
-            _write_config(out_dir, cfg)
-        try:
-            result = train(cfg, out_dir, runtime, registry, resume=resume, stop_after_steps=stop_after_steps,
-                           log=log, splits=splits)
-        except BaseException:
-            if runtime.is_main and not resume and not _trained_anything(out_dir):
-                _clear(out_dir)   # nothing trained (the folder was free, see claim_out_dir): leave no folder
-            raise
-        if runtime.is_main and resume:
-            _write_config(out_dir, cfg)
-        metrics, files, scores = None, {"checkpoint": result.checkpoint}, None
-        if test and runtime.is_main and result.calibration:
-            metrics, more, scores = evaluate_into(out_dir, cfg, result.model, result.splits, result.calibration,
-                                          runtime.device, result.selection, result.seconds, registry)
-            files.update(more)
+    try:
+        out_dir = out_dir or default_out_dir(cfg.name)
+        if runtime.is_main:
+            claim_out_dir(out_dir, resume=resume, overwrite=overwrite)
         runtime.barrier()
+        splits = prepare_data(cfg, registry, log if runtime.is_main else lambda _: None)   # config.yaml: its size
+        with OutDir(out_dir):
+            if runtime.is_main and not resume:   # on resume, once the checkpoint proved to fit the config
+                _write_config(out_dir, cfg)
+            try:
+                result = train(cfg, out_dir, runtime, registry, resume=resume, stop_after_steps=stop_after_steps,
+                               log=log, splits=splits)
+            except BaseException:
+                if runtime.is_main and not resume and not _trained_anything(out_dir):
+                    _clear(out_dir)   # nothing trained (the folder was free, see claim_out_dir): leave no folder
+                raise
+            if runtime.is_main and resume:
+                _write_config(out_dir, cfg)
+            metrics, files, scores = None, {"checkpoint": result.checkpoint}, None
+            if test and runtime.is_main and result.calibration:
+                metrics, more, scores = evaluate_into(out_dir, cfg, result.model, result.splits, result.calibration,
+                                                  runtime.device, result.selection, result.seconds, registry)
+                files.update(more)
+            runtime.barrier()
+    finally:
+        runtime.close()
     return RunResult(out_dir, metrics, files, result, scores)

@@ -22,6 +22,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False   # this process joined the process group (setup_runtime) and leaves it (close)
 
     @property
     def distributed(self) -> bool:
@@ -34,6 +35,13 @@ class Runtime:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group this runtime joined. A process that exits still in it can abort in gloo's
+        teardown ("terminate called without an active exception") after its work is done."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+        self.owns_group = False
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -72,8 +80,9 @@ def setup_runtime(device_name: str) -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if world > 1 and not dist.is_initialized():
+    owns = world > 1 and not dist.is_initialized()
+    if owns:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Runtime(device, rank, world, local_rank)
+    return Runtime(device, rank, world, local_rank, owns)
