@@ -93,16 +93,18 @@ def evaluate_run(run_dir: str, *, min_area: int | None = None, min_area_fraction
 
 
 def area_rule_from_model(model: Any, splits: Any, device: Any, *, batch_size: int = 64, min_area: int | None = None,
-                         min_area_fraction: float = 0.005) -> dict[str, Any]:
-    """Score ``splits.holdout`` and ``splits.test`` with ``model`` (its first pixel-map scorer) and apply the area rule."""
+                         min_area_fraction: float = 0.005, test: Any | None = None) -> dict[str, Any]:
+    """Score ``splits.holdout`` (and ``splits.test`` unless its ScoreSet ``test`` is given) with ``model`` (its
+    first pixel-map scorer) and apply the area rule."""
     from reconad.engine.evaluate import score_dataset
 
-    hold = score_dataset(model, splits.holdout, device, batch_size, keep_masks=False, where="held-out normal images")
-    test = score_dataset(model, splits.test, device, batch_size, keep_masks=splits.has_masks, where="test images")
-    if hold.pixel is None or test.pixel is None:
+    if test is None:
+        test = score_dataset(model, splits.test, device, batch_size, keep_masks=splits.has_masks, where="test images")
+    if test.pixel is None:
         raise ValueError("area rule: the model's scorers give no pixel maps; use the selfsup scorer")
-    return area_rule_metrics(hold.pixel, test.pixel, test.masks, test.labels, min_area=min_area,
-                             min_area_fraction=min_area_fraction)
+    hold = score_dataset(model, splits.holdout, device, batch_size, keep_masks=False, where="held-out normal images")
+    return area_rule_metrics(hold.pixel, test.pixel, test.masks if splits.has_masks else None, test.labels,
+                             min_area=min_area, min_area_fraction=min_area_fraction)
 
 
 class AreaRuleEvaluator(Evaluator):
@@ -114,15 +116,8 @@ class AreaRuleEvaluator(Evaluator):
         self.min_area, self.min_area_fraction = min_area, min_area_fraction
 
     def evaluate(self, run: EvalRun) -> dict[str, float | None]:
-        from reconad.engine.evaluate import score_dataset
-
-        test = run.scores
-        if test.pixel is None:
-            raise ValueError("area rule: the model's scorers give no pixel maps; use the selfsup scorer")
-        hold = score_dataset(run.model, run.splits.holdout, run.device, run.batch_size, keep_masks=False,
-                             where="held-out normal images")
-        out = area_rule_metrics(hold.pixel, test.pixel, test.masks if run.splits.has_masks else None, test.labels,
-                                min_area=self.min_area, min_area_fraction=self.min_area_fraction)
+        out = area_rule_from_model(run.model, run.splits, run.device, batch_size=run.batch_size,
+                                   min_area=self.min_area, min_area_fraction=self.min_area_fraction, test=run.scores)
         # the rates (pixel ones where the test set has masks); the threshold and counts: `reconad selfsup evaluate`
-        return {k: out[k] for k in (f"{level}_{m}" for level in ("image", "pixel") for m in ("tpr", "tnr", "mean", "f1"))
-                if k in out}
+        rates = (f"{level}_{m}" for level in ("image", "pixel") for m in ("tpr", "tnr", "mean", "f1"))
+        return {k: out[k] for k in rates if k in out}
