@@ -10,7 +10,7 @@ import collections
 import csv
 import io
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -126,7 +126,7 @@ class Summary:
         for m in self.methods:
             for d in self.datasets:
                 for metric in METRICS:
-                    per_seed = self._per_seed(m, d, metric)
+                    per_seed = self._per_seed(m, d, lambda mt, k=metric: mt.get(k))
                     if per_seed:
                         self.stats[(m, d, metric)] = (*mean_std(per_seed), len(per_seed))
         self.ci: dict[tuple[str, str, str], tuple[float, float]] = {}              # (method, dataset, metric)
@@ -134,15 +134,23 @@ class Summary:
         self.notes: list[str] = []
         self._bootstrap(n_boot, seed)   # image AUROC's intervals, and the pixel metrics' where cells kept maps
 
-    def _per_seed(self, method: str, dataset: str, metric: str) -> list[float]:
-        """Per seed, the mean over the dataset's classes (the seeds where every class finished)."""
+    def _per_seed(self, method: str, dataset: str, value: Callable[[dict[str, Any]], Any], *,
+                  every_class_gives: bool = True) -> list[float]:
+        """Per seed, the mean over the dataset's classes of ``value(cell metrics)`` (None: the class gave none),
+        for the seeds where every class finished and (``every_class_gives``) gave a number."""
+        done: dict[int, int] = {}
         by_seed: dict[int, list[float]] = {}
-        n_classes = len(self.classes(dataset))
         for r in self.results:
             c = r.cell
-            if c.method == method and c.dataset == dataset and r.status == "ok" and r.metrics.get(metric) is not None:
-                by_seed.setdefault(c.seed, []).append(float(r.metrics[metric]))
-        return [float(np.mean(v)) for v in by_seed.values() if len(v) == n_classes]
+            if c.method != method or c.dataset != dataset or r.status != "ok":
+                continue
+            done[c.seed] = done.get(c.seed, 0) + 1
+            v = value(r.metrics)
+            if v is not None:
+                by_seed.setdefault(c.seed, []).append(float(v))
+        n = len(self.classes(dataset))
+        return [float(np.mean(v)) for seed, v in by_seed.items()
+                if done[seed] == n and (len(v) == n or not every_class_gives)]
 
     def _bootstrap(self, n_boot: int, seed: int) -> None:
         groups, self.notes = load_groups(self.results)
@@ -205,19 +213,10 @@ class Summary:
                 lists = [keys for n, keys in given if n == name]
                 keys = list(dict.fromkeys(k for ks in lists for k in ks))
                 found += [(name, k) for k in (sorted(keys) if all(ks == sorted(ks) for ks in lists) else keys)]
-            n_classes = len(self.classes(d))
             for name, key in found:
                 for m in self.methods:
-                    done: dict[int, int] = {}
-                    by_seed: dict[int, list[float]] = {}
-                    for r in self.results:
-                        if r.cell.method != m or r.cell.dataset != d or r.status != "ok":
-                            continue
-                        done[r.cell.seed] = done.get(r.cell.seed, 0) + 1
-                        v = ((r.metrics.get("evaluators") or {}).get(name) or {}).get(key)
-                        if v is not None:
-                            by_seed.setdefault(r.cell.seed, []).append(float(v))
-                    per_seed = [float(np.mean(v)) for seed, v in by_seed.items() if done[seed] == n_classes]
+                    per_seed = self._per_seed(m, d, lambda mt, n=name, k=key: ((mt.get("evaluators") or {}).get(n)
+                                                                               or {}).get(k), every_class_gives=False)
                     if per_seed:
                         out.setdefault((d, name), {}).setdefault(m, {})[key] = self._mean_std(
                             (*mean_std(per_seed), len(per_seed)))
