@@ -275,8 +275,8 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
         lines += ["", "## Notes", ""] + [f"- {n}" for n in s.notes]
     machines = dict(collections.Counter(r.machine or "not recorded" for r in s.results if r.status == "ok"))
     if len(machines) > 1:
-        lines += ["", "## Machines", "", "The cells trained on " + ", ".join(f"{m} ({n} cell{'s' * (n != 1)})" for m, n in
-                                                                          machines.items())
+        trained_on = ", ".join(f"{m} ({n} cell{'s' * (n != 1)})" for m, n in machines.items())
+        lines += ["", "## Machines", "", f"The cells trained on {trained_on}"
                   + ". Convolutions do not train bit-identically across CPU models (their kernels round "
                   "differently), so a cell run on another machine differs by about as much as another seed does; the "
                   "std over seeds covers it."]

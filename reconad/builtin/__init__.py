@@ -10,8 +10,8 @@ from .memae import MemAEMemory
 from .objectives import ReconstructionObjective
 from .scorers import ReconstructionErrorScorer
 
-__all__ = ["ConvDecoder", "ConvEncoder", "CsvLogger", "MemAEMemory", "MlflowLogger", "PerDefectAUROC", "RandomBlockMasker",
-           "ReconstructionErrorScorer", "ReconstructionObjective", "TensorBoardLogger"]
+__all__ = ["ConvDecoder", "ConvEncoder", "CsvLogger", "MemAEMemory", "MlflowLogger", "PerDefectAUROC",
+           "RandomBlockMasker", "ReconstructionErrorScorer", "ReconstructionObjective", "TensorBoardLogger"]
 
 
 @hookimpl

@@ -11,7 +11,8 @@ __all__ = ["PerDefectAUROC"]
 
 
 class PerDefectAUROC(Evaluator):
-    """Image AUROC of the normal test images against each defect type's (test/<defect>/; on digits, each other digit)."""
+    """Image AUROC of the normal test images against each defect type's (test/<defect>/; on digits, each other
+    digit)."""
 
     def __init__(self, min_images: int = 1):
         if min_images < 1:
