@@ -325,7 +325,8 @@ TINY_METHOD = {"train.steps": 2, "train.batch_size": 8, "train.device": "cpu", "
 # 16x16 inputs: MMAE's five scales stop at 1 pixel (3 reach its 4x4 maps); a single-step stage 1 for the
 # two-stage AE; the self-supervised curriculum at 8 then 16 pixels
 SMALL_MMAE = {"model.encoder.scales": 3}
-EXTRA = {"mmae": SMALL_MMAE, "mmae/mmae": SMALL_MMAE, "mmae/mmae_paper": SMALL_MMAE, "maskedmem": SMALL_MMAE,
+EXTRA = {"mmae": SMALL_MMAE, "mmae/mmae": SMALL_MMAE, "mmae/mmae_paper": SMALL_MMAE, "mmae/digits": SMALL_MMAE,
+         "maskedmem": SMALL_MMAE,
          "selfsup": {"model.objective.progressive": [[0, 8], [0.5, 16]]},
          "twostage": {"model.objective.pretrain_steps": 1}}
 
