@@ -39,7 +39,7 @@ from .config import Config, ConfigError, apply_overrides, layer, load_raw, to_di
 from .data.base import DEFAULT_IMAGE_SIZE, DataError, DatasetSplits
 from .engine.checkpoint import CheckpointError
 from .engine.evaluate import ScoreSet, fixed_thresholds, score_dataset
-from .engine.runtime import apply_threads, setup_runtime
+from .engine.runtime import apply_threads, local_device, setup_runtime
 from .engine.trainer import build_data, prepare_data, train
 from .io import atomic_path
 from .registry import Registry
@@ -348,6 +348,7 @@ class Detector:
         try:
             result = train(cfg, out, runtime, registry, splits=splits)
         finally:
+            runtime.close()
             if self.out_dir is None:
                 shutil.rmtree(out, ignore_errors=True)
         self.model_ = result.model.eval()
@@ -539,7 +540,7 @@ class Detector:
             cfg = validate_resolved(header["config"], registry)
         except ConfigError as exc:
             raise ArtifactError(f"{path}: its config does not validate with the installed plugins: {exc}") from None
-        dev = setup_runtime(device).device
+        dev = local_device(device)
         model, _ = build_model(cfg.model, registry, header["channels"], header["image_size"])
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:

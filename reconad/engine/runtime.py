@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["Runtime", "RunError", "apply_threads", "resolve_device", "seed_everything", "setup_runtime"]
+__all__ = ["Runtime", "RunError", "apply_threads", "local_device", "resolve_device", "seed_everything", "setup_runtime"]
 
 
 class RunError(RuntimeError):
@@ -58,6 +58,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             raise RunError(f"train.device is {name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
         return torch.device("cuda", index)
     return torch.device(name)
+
+
+def local_device(name: str) -> torch.device:
+    """``resolve_device`` for this process's GPU under torchrun (``LOCAL_RANK``), without joining a process
+    group: what scoring and loading need."""
+    return resolve_device(name, int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def seed_everything(seed: int) -> None:

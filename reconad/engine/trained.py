@@ -14,7 +14,7 @@ from .checkpoint import CheckpointError, check_config_file, check_weights, load_
 from .predict import predict_images
 from .runs import OutDir, RunResult, evaluate_into
 from .progress import say
-from .runtime import resolve_device, setup_runtime
+from .runtime import local_device, resolve_device
 from .trainer import build_data
 
 __all__ = ["Trained", "evaluate_checkpoint", "load_trained", "predict", "run_folder"]
@@ -65,7 +65,7 @@ def evaluate_checkpoint(checkpoint: str, out_dir: str | None = None, *, device: 
                         registry: Registry | None = None) -> RunResult:
     """Score the test split of a trained checkpoint's dataset and write metrics and the report."""
     registry = registry or get_registry()
-    dev = setup_runtime(device).device
+    dev = local_device(device)
     trained = load_trained(checkpoint, dev, registry)
     cfg = trained.config
     out_dir = out_dir or run_folder(checkpoint)
@@ -83,7 +83,7 @@ def predict(checkpoint: str, images: list[str], out_dir: str, *, device: str = "
     at each image's own size (``tile``: scored in overlapping squares of that many pixels; see
     ``predict_images``)."""
     registry = registry or get_registry()
-    dev = setup_runtime(device).device
+    dev = local_device(device)
     trained = load_trained(checkpoint, dev, registry)
     sig = trained.signature
     with OutDir(out_dir):
