@@ -84,8 +84,9 @@ def environment(device: str, jobs: int, threads: int) -> dict[str, Any]:
 
     dev = resolve_device(device)
     return {"device": str(dev), "device_name": machine_name(dev), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "commit": _commit(), "jobs": jobs, "threads_per_job": threads, "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "platform": platform.platform(), "versions": versions()}
+            "cuda": torch.version.cuda, "commit": _commit(), "jobs": jobs, "threads_per_job": threads,
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "versions": versions()}
 
 
 def machine_name(device: Any) -> str:
