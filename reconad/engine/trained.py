@@ -14,7 +14,7 @@ from .checkpoint import CheckpointError, check_config_file, check_weights, load_
 from .predict import predict_images
 from .runs import OutDir, RunResult, evaluate_into
 from .progress import say
-from .runtime import local_device, resolve_device
+from .runtime import local_device
 from .trainer import build_data
 
 __all__ = ["Trained", "evaluate_checkpoint", "load_trained", "predict", "run_folder"]
@@ -43,7 +43,7 @@ def load_trained(checkpoint: str, device: str | torch.device = "auto", registry:
     from ..model import build_model
 
     registry = registry or get_registry()
-    device = resolve_device(device, 0) if isinstance(device, str) else device
+    device = local_device(device) if isinstance(device, str) else device
 
     state = load_checkpoint(checkpoint, map_location=device)
     if not state.get("finished") or not state.get("calibration"):
