@@ -484,6 +484,38 @@ def test_every_seed_sees_the_same_test_images_and_a_cell_whose_labels_differ_is_
     assert len(notes) == 1 and "seed 3: its test images or labels differ" in notes[0]
 
 
+def test_cells_without_maps_are_one_note_per_method(tmp_path: Path) -> None:
+    """Cells restored from an archive carry no pixels.npz: left out of the pixel intervals, and said once per
+    method with where they are (a suite restores dozens), while a cell with maps of the same class still counts."""
+    from types import SimpleNamespace
+
+    from reconad.benchmark.summary import load_groups
+
+    masks, maps_of = _fake_maps(np.random.default_rng(2))
+    labels = masks.reshape(len(masks), -1).any(1).astype(int)
+    suite = parse_suite({"baseline": "b", "seeds": [0, 1, 2], "methods": {"a": DIGITS, "b": DIGITS},
+                         "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1]}}},
+                        str(tmp_path / "s.yaml"))
+    results = []
+    for cell in suite.cells():
+        folder = tmp_path / cell.method / str(cell.cls) / str(cell.seed)
+        folder.mkdir(parents=True)
+        maps, paths = maps_of(1.0), [f"img{i:03d}" for i in range(len(masks))]
+        with open(folder / "scores.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([["path", "score", "label"], *([p, float(m.max()), y]
+                                                                    for p, m, y in zip(paths, maps, labels))])
+        if (cell.method, cell.cls, cell.seed) == ("b", 1, 2):        # the one cell that kept its maps
+            save_pixels(str(folder), SimpleNamespace(pixel=maps, masks=masks, paths=paths), 0.3)
+        results.append(CellResult(cell, "ok", {"image_auroc": 0.5, "pixel_auroc": 0.5, "aupro": 0.5}, 1.0, False,
+                                  str(folder)))
+    groups, notes = load_groups(results)
+    assert notes == ["a: 6 cells without pixels.npz (digits/0 seeds 0, 1, 2; digits/1 seeds 0, 1, 2): restored from "
+                     "an archive, or run by an older reconad; left out of the pixel intervals",
+                     "b: 5 cells without pixels.npz (digits/0 seeds 0, 1, 2; digits/1 seeds 0, 1): restored from an "
+                     "archive, or run by an older reconad; left out of the pixel intervals"]
+    assert [len(g.pixel.get("b", [])) for g in groups] == [0, 1] and not any("a" in g.pixel for g in groups)
+
+
 def test_summary_reports_evaluators_and_the_epochs_kept(tmp_path: Path) -> None:
     from reconad.benchmark.summary import summarise
 

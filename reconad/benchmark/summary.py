@@ -58,7 +58,8 @@ def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
     order: dict[tuple[str, Any], list[str]] = {}
     seeds: dict[tuple[tuple[str, Any], str], list[np.ndarray]] = {}
     truth: dict[tuple[str, Any], np.ndarray] = {}
-    notes = []
+    notes: list[str] = []
+    no_maps: dict[str, dict[str, list[int]]] = {}       # method -> dataset/class -> seeds without pixels.npz
     for r in results:
         if r.status != "ok":
             continue
@@ -76,20 +77,26 @@ def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
                          f"{groups[gkey].name}; left out of the intervals")
             continue
         seeds.setdefault((gkey, r.cell.method), []).append(np.array([scores[p][0] for p in order[gkey]]))
-        stats = _pixel_stats(r, order[gkey], truth.get(gkey), notes)
+        stats = _pixel_stats(r, order[gkey], truth.get(gkey), notes, no_maps)
         if stats is not None:
             truth.setdefault(gkey, stats[1])
             groups[gkey].pixel.setdefault(r.cell.method, []).append(stats[0])
     for (gkey, method), rows in seeds.items():
         groups[gkey].runs[method] = np.stack(rows)
+    for method, where in no_maps.items():       # one note a method: an archive restores every cell without maps
+        n = sum(len(v) for v in where.values())
+        cells = "; ".join(f"{g} seed{'s' * (len(v) > 1)} {', '.join(map(str, v))}" for g, v in where.items())
+        notes.append(f"{method}: {n} cell{'s' * (n > 1)} without pixels.npz ({cells}): restored from an archive, or "
+                     "run by an older reconad; left out of the pixel intervals")
     keep = [g for g in groups.values() if 0 < g.labels.sum() < len(g.labels)]
     return keep, notes
 
 
-def _pixel_stats(r: CellResult, order: list[str], truth: np.ndarray | None, notes: list[str]
-                 ) -> tuple[Any, np.ndarray] | None:
+def _pixel_stats(r: CellResult, order: list[str], truth: np.ndarray | None, notes: list[str],
+                 no_maps: dict[str, dict[str, list[int]]]) -> tuple[Any, np.ndarray] | None:
     """The cell's PixelStats from its pixels.npz, its images in ``order``, and its masks; None (noted where it
-    matters) when it has none, cannot be read, or its masks differ from ``truth`` (the group's, when known)."""
+    matters; a cell without maps in ``no_maps``) when it has none, cannot be read, or its masks differ from
+    ``truth`` (the group's, when known)."""
     if r.metrics.get("pixel_auroc") is None:
         return None
     try:
@@ -98,8 +105,8 @@ def _pixel_stats(r: CellResult, order: list[str], truth: np.ndarray | None, note
         notes.append(f"{r.cell.label}: {exc}; left out of the pixel intervals")
         return None
     if got is None:
-        notes.append(f"{r.cell.label}: no pixels.npz (restored from an archive, or run by an older reconad); left "
-                     "out of the pixel intervals")
+        group = r.cell.dataset + ("" if r.cell.cls is None else f"/{r.cell.cls}")
+        no_maps.setdefault(r.cell.method, {}).setdefault(group, []).append(r.cell.seed)
         return None
     paths, maps, masks, limit = got
     where = {p: i for i, p in enumerate(paths)}
