@@ -486,14 +486,17 @@ def test_every_seed_sees_the_same_test_images_and_a_cell_whose_labels_differ_is_
 
 def test_cells_without_maps_are_one_note_per_method(tmp_path: Path) -> None:
     """Cells restored from an archive carry no pixels.npz: left out of the pixel intervals, and said once per
-    method with where they are (a suite restores dozens), while a cell with maps of the same class still counts."""
+    method with where they are (a suite restores dozens), while a cell with maps of the same class still counts.
+    A method without maps for some of its classes gets no pixel interval nor paired pixel difference (they would
+    not bracket its mean over every class); one with maps for every class gets both."""
     from types import SimpleNamespace
 
     from reconad.benchmark.summary import load_groups
 
     masks, maps_of = _fake_maps(np.random.default_rng(2))
     labels = masks.reshape(len(masks), -1).any(1).astype(int)
-    suite = parse_suite({"baseline": "b", "seeds": [0, 1, 2], "methods": {"a": DIGITS, "b": DIGITS},
+    suite = parse_suite({"baseline": "c", "seeds": [0, 1, 2], "methods": {"a": DIGITS, "b": DIGITS, "c": DIGITS,
+                                                                         "d": DIGITS},
                          "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1]}}},
                         str(tmp_path / "s.yaml"))
     results = []
@@ -504,7 +507,7 @@ def test_cells_without_maps_are_one_note_per_method(tmp_path: Path) -> None:
         with open(folder / "scores.csv", "w", newline="") as fh:
             csv.writer(fh).writerows([["path", "score", "label"], *([p, float(m.max()), y]
                                                                     for p, m, y in zip(paths, maps, labels))])
-        if (cell.method, cell.cls, cell.seed) == ("b", 1, 2):        # the one cell that kept its maps
+        if (cell.method, cell.cls, cell.seed) == ("b", 1, 2) or cell.method in "cd":   # b: one cell kept maps
             save_pixels(str(folder), SimpleNamespace(pixel=maps, masks=masks, paths=paths), 0.3)
         results.append(CellResult(cell, "ok", {"image_auroc": 0.5, "pixel_auroc": 0.5, "aupro": 0.5}, 1.0, False,
                                   str(folder)))
@@ -514,6 +517,11 @@ def test_cells_without_maps_are_one_note_per_method(tmp_path: Path) -> None:
                      "b: 5 cells without pixels.npz (digits/0 seeds 0, 1, 2; digits/1 seeds 0, 1): restored from an "
                      "archive, or run by an older reconad; left out of the pixel intervals"]
     assert [len(g.pixel.get("b", [])) for g in groups] == [0, 1] and not any("a" in g.pixel for g in groups)
+    s = Summary(suite, results, n_boot=20, seed=1)
+    for metric in ("pixel_auroc", "aupro"):
+        assert [(m, "digits", metric) in s.ci for m in "abcd"] == [False, False, True, True]
+        assert [(m, "digits", metric) in s.paired for m in "abd"] == [False, False, True]
+    assert all((m, "digits", "image_auroc") in s.ci for m in "abcd")
 
 
 def test_summary_reports_evaluators_and_the_epochs_kept(tmp_path: Path) -> None:

@@ -163,18 +163,21 @@ class Summary:
         groups, self.notes = load_groups(self.results)
         base = self.suite.baseline
         for metric, reps in bootstrap(groups, n_boot, seed).items():
+            # An interval (and a paired difference) only where every class the method ran has replicates: pixel
+            # ones over some classes (the rest restored without maps) would not bracket the mean over all.
             for d in self.datasets:
                 rows = [i for i, g in enumerate(groups) if g.name.split("/", 1)[0] == d]
                 for m in self.methods:
-                    if m in reps and rows and not np.isnan(reps[m][rows]).all():
-                        self.ci[(m, d, metric)] = interval(np.nanmean(reps[m][rows], axis=0))
+                    ran = [i for i in rows if m in groups[i].runs]
+                    if m in reps and ran and not np.isnan(reps[m][ran]).any():
+                        self.ci[(m, d, metric)] = interval(reps[m][ran].mean(0))
                 if base is None or base not in reps:
                     continue
                 for m in self.methods:
                     if m == base or m not in reps:
                         continue
-                    both = [i for i in rows if not np.isnan(reps[m][i]).any() and not np.isnan(reps[base][i]).any()]
-                    if both:
+                    both = [i for i in rows if m in groups[i].runs and base in groups[i].runs]
+                    if both and not np.isnan(reps[m][both]).any() and not np.isnan(reps[base][both]).any():
                         diff = (reps[m][both] - reps[base][both]).mean(0)
                         point = float(np.mean([self._group_mean(groups[i], m, metric)
                                                - self._group_mean(groups[i], base, metric) for i in both]))
