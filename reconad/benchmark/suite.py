@@ -69,8 +69,13 @@ class Cell:
     config: str
 
     @property
+    def group(self) -> str:
+        """``dataset/class``, or the dataset alone when it has no classes."""
+        return self.dataset if self.cls is None else f"{self.dataset}/{self.cls}"
+
+    @property
     def label(self) -> str:
-        return f"{self.method} {self.dataset}{'' if self.cls is None else '/' + str(self.cls)} seed {self.seed}"
+        return f"{self.method} {self.group} seed {self.seed}"
 
     @property
     def folder(self) -> str:

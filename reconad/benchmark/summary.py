@@ -105,8 +105,7 @@ def _pixel_stats(r: CellResult, order: list[str], truth: np.ndarray | None, note
         notes.append(f"{r.cell.label}: {exc}; left out of the pixel intervals")
         return None
     if got is None:
-        group = r.cell.dataset + ("" if r.cell.cls is None else f"/{r.cell.cls}")
-        no_maps.setdefault(r.cell.method, {}).setdefault(group, []).append(r.cell.seed)
+        no_maps.setdefault(r.cell.method, {}).setdefault(r.cell.group, []).append(r.cell.seed)
         return None
     paths, maps, masks, limit = got
     where = {p: i for i, p in enumerate(paths)}
