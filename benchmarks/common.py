@@ -1,8 +1,9 @@
-"""Shared helpers for ``benchmarks/bm_*.py`` and the papers' ``plugins/<paper>/benchmarks/bm_<paper>.py``:
-timing, peak memory, the printed table, RESULTS.md rows, README results tables.
+"""Shared helpers for ``benchmarks/bm_*.py`` and the example plugin's
+``examples/reconad-maskedmem/benchmarks/bm_maskedmem.py``: timing, peak memory, the printed table, RESULTS.md
+rows, README results tables.
 
 Each benchmark module defines ``main(argv: list[str] | None = None) -> list[dict]`` which prints its table
-and returns its rows; ``benchmarks/run.py`` runs those in benchmarks/ (or the named ones), a paper's script
+and returns its rows; ``benchmarks/run.py`` runs those in benchmarks/ (or the named ones), the example's script
 runs on its own.
 """
 from __future__ import annotations
