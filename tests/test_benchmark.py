@@ -524,6 +524,31 @@ def test_cells_without_maps_are_one_note_per_method(tmp_path: Path) -> None:
     assert all((m, "digits", "image_auroc") in s.ci for m in "abcd")
 
 
+def test_a_method_with_classes_still_to_run_gets_no_interval(tmp_path: Path) -> None:
+    """A method that has finished some classes of a dataset (a long suite run in parts) gets neither a mean nor an
+    interval nor a paired difference over the dataset: over its finished classes alone they would not bracket the
+    mean over every class. Once every class has a seed, it gets all three."""
+    suite = parse_suite({"baseline": "b", "seeds": [0], "methods": {"a": DIGITS, "b": DIGITS},
+                         "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1]}}},
+                        str(tmp_path / "s.yaml"))
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.zeros(30, int), np.ones(30, int)]
+    results = []
+    for cell in suite.cells():
+        folder = tmp_path / cell.method / str(cell.cls)
+        folder.mkdir(parents=True)
+        with open(folder / "scores.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([["path", "score", "label"],
+                                      *([f"img{i:03d}", float(rng.normal(y)), y] for i, y in enumerate(labels))])
+        results.append(CellResult(cell, "ok", {"image_auroc": 0.8}, 1.0, False, str(folder)))
+    partial = Summary(suite, [r for r in results if (r.cell.method, r.cell.cls) != ("a", 1)], n_boot=20, seed=1)
+    assert ("a", "digits", "image_auroc") not in partial.stats
+    assert ("a", "digits", "image_auroc") not in partial.ci and ("a", "digits", "image_auroc") not in partial.paired
+    assert partial.cell("a", "digits", "image_auroc") == "—" and ("b", "digits", "image_auroc") in partial.ci
+    full = Summary(suite, results, n_boot=20, seed=1)
+    assert ("a", "digits", "image_auroc") in full.ci and ("a", "digits", "image_auroc") in full.paired
+
+
 def test_summary_reports_evaluators_and_the_epochs_kept(tmp_path: Path) -> None:
     from reconad.benchmark.summary import summarise
 

@@ -71,7 +71,7 @@ def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
             continue
         if gkey not in groups:
             order[gkey] = sorted(scores)
-            groups[gkey] = Group(f"{r.cell.dataset}/{r.cell.cls}", np.array([scores[p][1] for p in order[gkey]]))
+            groups[gkey] = Group(r.cell.group, np.array([scores[p][1] for p in order[gkey]]))
         if sorted(scores) != order[gkey] or any(scores[p][1] != y for p, y in zip(order[gkey], groups[gkey].labels)):
             notes.append(f"{r.cell.label}: its test images or labels differ from the other runs of "
                          f"{groups[gkey].name}; left out of the intervals")
@@ -162,13 +162,14 @@ class Summary:
         groups, self.notes = load_groups(self.results)
         base = self.suite.baseline
         for metric, reps in bootstrap(groups, n_boot, seed).items():
-            # An interval (and a paired difference) only where every class the method ran has replicates: pixel
-            # ones over some classes (the rest restored without maps) would not bracket the mean over all.
+            # An interval (and a paired difference) only where the method ran every class of the dataset and each
+            # has replicates: one over some classes (the others not run yet, or restored without pixel maps) would
+            # not bracket the mean over all.
             for d in self.datasets:
                 rows = [i for i, g in enumerate(groups) if g.name.split("/", 1)[0] == d]
                 for m in self.methods:
                     ran = [i for i in rows if m in groups[i].runs]
-                    if m in reps and ran and not np.isnan(reps[m][ran]).any():
+                    if m in reps and ran and ran == rows and not np.isnan(reps[m][ran]).any():
                         self.ci[(m, d, metric)] = interval(reps[m][ran].mean(0))
                 if base is None or base not in reps:
                     continue
@@ -176,7 +177,7 @@ class Summary:
                     if m == base or m not in reps:
                         continue
                     both = [i for i in rows if m in groups[i].runs and base in groups[i].runs]
-                    if both and not np.isnan(reps[m][both]).any() and not np.isnan(reps[base][both]).any():
+                    if both and both == rows and not np.isnan(reps[m][both]).any() and not np.isnan(reps[base][both]).any():
                         diff = (reps[m][both] - reps[base][both]).mean(0)
                         point = float(np.mean([self._group_mean(groups[i], m, metric)
                                                - self._group_mean(groups[i], base, metric) for i in both]))
@@ -188,7 +189,7 @@ class Summary:
         if metric == "image_auroc":
             return float(auroc_rows(group.runs[method], group.labels).mean())
         return float(np.mean([r.metrics[metric] for r in self.results if r.status == "ok" and r.cell.method == method
-                              and f"{r.cell.dataset}/{r.cell.cls}" == group.name
+                              and r.cell.group == group.name
                               and r.metrics.get(metric) is not None]))
 
     def classes(self, dataset: str) -> list[Any]:
