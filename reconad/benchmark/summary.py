@@ -167,20 +167,19 @@ class Summary:
             # not bracket the mean over all.
             for d in self.datasets:
                 rows = [i for i, g in enumerate(groups) if g.name.split("/", 1)[0] == d]
+                ran_all = {m for m in reps if rows and all(m in groups[i].runs for i in rows)}
                 for m in self.methods:
-                    ran = [i for i in rows if m in groups[i].runs]
-                    if m in reps and ran and ran == rows and not np.isnan(reps[m][ran]).any():
-                        self.ci[(m, d, metric)] = interval(reps[m][ran].mean(0))
+                    if m in ran_all and not np.isnan(reps[m][rows]).any():
+                        self.ci[(m, d, metric)] = interval(reps[m][rows].mean(0))
                 if base is None or base not in reps:
                     continue
                 for m in self.methods:
-                    if m == base or m not in reps:
+                    if m == base or not {m, base} <= ran_all:
                         continue
-                    both = [i for i in rows if m in groups[i].runs and base in groups[i].runs]
-                    if both and both == rows and not np.isnan(reps[m][both]).any() and not np.isnan(reps[base][both]).any():
-                        diff = (reps[m][both] - reps[base][both]).mean(0)
+                    if not np.isnan(reps[m][rows]).any() and not np.isnan(reps[base][rows]).any():
+                        diff = (reps[m][rows] - reps[base][rows]).mean(0)
                         point = float(np.mean([self._group_mean(groups[i], m, metric)
-                                               - self._group_mean(groups[i], base, metric) for i in both]))
+                                               - self._group_mean(groups[i], base, metric) for i in rows]))
                         self.paired[(m, d, metric)] = (point, *interval(diff))
 
     def _group_mean(self, group: Group, method: str, metric: str) -> float:
