@@ -594,3 +594,36 @@ def test_summary_reports_evaluators_and_the_epochs_kept(tmp_path: Path) -> None:
     s2 = Summary(suite, [r for r in results if not (r.cell.method == "a" and r.cell.seed == 1 and r.cell.cls == 2)],
                  n_boot=20)
     assert "(1 seed)" in s2.evaluators()[("digits", "per")]["a"]["digit_0"]
+
+
+def test_per_scorer_table_counts_a_seed_once_every_class_finished(tmp_path: Path) -> None:
+    """The table of each scorer's image AUROC (two-stage's decoders, OLED's parts) follows the main table: per seed
+    the mean over the dataset's classes, then mean ± std over the seeds where every class finished; a method with a
+    class still to run shows `—`, not the mean of its finished classes."""
+    from reconad.benchmark.summary import _per_scorer
+
+    suite = parse_suite({"seeds": [0, 1], "methods": {"a": DIGITS, "b": DIGITS},
+                         "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1, 2]}}},
+                        str(tmp_path / "s.yaml"))
+    rng = np.random.default_rng(5)
+    values, results = {}, []
+    for c in suite.cells():
+        values[c] = {"full": float(rng.random()), "part": float(rng.random())}
+        scorers = values[c] if c.method == "a" else {"only": values[c]["full"]}   # b: one scorer, no rows
+        results.append(CellResult(c, "ok", {"image_auroc": values[c]["full"], "scorers": scorers}, 1.0, False,
+                                  str(tmp_path)))
+
+    def row(text: list[str], name: str) -> str:
+        return next(line for line in text if line.startswith(f"| {name} |"))
+
+    text = _per_scorer(Summary(suite, results, n_boot=0))
+    assert not any(line.startswith("| b /") for line in text)
+    for n in ("full", "part"):
+        per_seed = [np.mean([v[n] for c, v in values.items() if c.method == "a" and c.seed == s]) for s in (0, 1)]
+        assert row(text, f"a / {n}") == f"| a / {n} | {np.mean(per_seed):.4f} ± {np.std(per_seed, ddof=1):.4f} |"
+    # seed 1 of class 2 still to run: seed 0 alone; then seed 0 of class 0 too: no seed has every class
+    partial = [r for r in results if (r.cell.method, r.cell.seed, r.cell.cls) != ("a", 1, 2)]
+    seed0 = np.mean([v["part"] for c, v in values.items() if c.method == "a" and c.seed == 0])
+    assert row(_per_scorer(Summary(suite, partial, n_boot=0)), "a / part") == f"| a / part | {seed0:.4f} (1 seed) |"
+    partial = [r for r in partial if (r.cell.method, r.cell.seed, r.cell.cls) != ("a", 0, 0)]
+    assert row(_per_scorer(Summary(suite, partial, n_boot=0)), "a / part") == "| a / part | — |"

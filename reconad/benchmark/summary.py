@@ -304,7 +304,8 @@ def _diff(v: tuple[float, float, float] | None) -> str:
 
 
 def _per_scorer(s: Summary) -> list[str]:
-    """Methods with several scorers: each scorer's image AUROC, the mean over the dataset's cells."""
+    """Methods with several scorers: each scorer's image AUROC, like the main table: per seed the mean over the
+    dataset's classes, counted once every class of the seed finished; then mean ± std over those seeds."""
     rows = []
     for m in s.methods:
         names = list(dict.fromkeys(n for r in s.results if r.cell.method == m and r.status == "ok"
@@ -312,14 +313,13 @@ def _per_scorer(s: Summary) -> list[str]:
         for n in names if len(names) > 1 else []:
             vals = []
             for d in s.datasets:
-                got = [r.metrics["scorers"][n] for r in s.results if r.cell.method == m and r.cell.dataset == d
-                       and r.status == "ok" and (r.metrics.get("scorers") or {}).get(n) is not None]
-                vals.append(f"{np.mean(got):.4f}" if got else "—")
+                per_seed = s._per_seed(m, d, lambda mt, n=n: (mt.get("scorers") or {}).get(n))
+                vals.append(s._mean_std((*mean_std(per_seed), len(per_seed)) if per_seed else None))
             rows.append([f"{m} / {n}", *vals])
     if not rows:
         return []
-    return ["", "## image_auroc of each scorer (the first is the method's score), mean over classes and seeds", "",
-            *_table(["method / scorer", *s.datasets], rows)]
+    return ["", "## image_auroc of each scorer (the first is the method's score): mean ± std over seeds of the mean "
+            "over classes", "", *_table(["method / scorer", *s.datasets], rows)]
 
 
 def _evaluators(s: Summary) -> list[str]:
