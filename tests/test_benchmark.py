@@ -590,6 +590,13 @@ def test_summary_reports_evaluators_and_the_epochs_kept(tmp_path: Path) -> None:
                      {"device_name": "cpu", "device": "cpu", "torch": "x", "commit": "c", "jobs": 1,
                       "threads_per_job": 1})
     assert "The cells trained on CPU X (1 cell), not recorded (11 cells)." in text
+    for r in results:       # every cell on one machine, summarised on another (restored from an archive)
+        r.machine = "CPU X"
+    text = summarise(Summary(suite, results, n_boot=20), {"cells_run": 0, "wall_seconds": 0.0, "jobs": 1,
+                                                         "threads_per_job": 1}, "cmd",
+                     {"device_name": "CPU Y", "device": "cpu", "torch": "x", "commit": "c", "jobs": 1,
+                      "threads_per_job": 1})
+    assert "The cells trained on CPU X; this summary was written on CPU Y from their scores." in text
     # a seed with a class unfinished gives no mean
     s2 = Summary(suite, [r for r in results if not (r.cell.method == "a" and r.cell.seed == 1 and r.cell.cls == 2)],
                  n_boot=20)

@@ -289,6 +289,9 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
                   + ". Convolutions do not train bit-identically across CPU models (their kernels round "
                   "differently), so a cell run on another machine differs by about as much as another seed does; the "
                   "std over seeds covers it."]
+    elif set(machines) - {"not recorded", env["device_name"]}:   # one machine, not this one: the header's is not it
+        lines += ["", "## Machines", "", f"The cells trained on {next(iter(machines))}; this summary was written on "
+                  f"{env['device_name']} from their scores."]
     cph = speed.get("cells_per_hour")
     lines += ["", "## Speed", "",
               f"This session ran {speed['cells_run']} cell(s) in {speed['wall_seconds'] / 60:.1f} min"
