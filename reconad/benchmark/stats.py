@@ -49,6 +49,7 @@ class Group:
     labels: np.ndarray
     runs: dict[str, np.ndarray] = field(default_factory=dict)
     pixel: dict[str, list[PixelStats]] = field(default_factory=dict)
+    dataset: str = ""          # the dataset the class belongs to (the summary's intervals are per dataset)
 
 
 @dataclass

@@ -71,7 +71,8 @@ def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
             continue
         if gkey not in groups:
             order[gkey] = sorted(scores)
-            groups[gkey] = Group(r.cell.group, np.array([scores[p][1] for p in order[gkey]]))
+            groups[gkey] = Group(r.cell.group, np.array([scores[p][1] for p in order[gkey]]),
+                                 dataset=r.cell.dataset)
         if sorted(scores) != order[gkey] or any(scores[p][1] != y for p, y in zip(order[gkey], groups[gkey].labels)):
             notes.append(f"{r.cell.label}: its test images or labels differ from the other runs of "
                          f"{groups[gkey].name}; left out of the intervals")
@@ -132,9 +133,9 @@ class Summary:
         for m in self.methods:
             for d in self.datasets:
                 for metric in METRICS:
-                    per_seed = self._per_seed(m, d, lambda mt, k=metric: mt.get(k))
-                    if per_seed:
-                        self.stats[(m, d, metric)] = (*mean_std(per_seed), len(per_seed))
+                    st = self.seed_stats(m, d, lambda mt, k=metric: mt.get(k))
+                    if st is not None:
+                        self.stats[(m, d, metric)] = st
         self.ci: dict[tuple[str, str, str], tuple[float, float]] = {}              # (method, dataset, metric)
         self.paired: dict[tuple[str, str, str], tuple[float, float, float]] = {}
         self.notes: list[str] = []
@@ -158,6 +159,12 @@ class Summary:
         return [float(np.mean(v)) for seed, v in by_seed.items()
                 if done[seed] == n and (len(v) == n or not every_class_gives)]
 
+    def seed_stats(self, method: str, dataset: str, value: Callable[[dict[str, Any]], Any], *,
+                   every_class_gives: bool = True) -> tuple[float, float, int] | None:
+        """Mean, std and number of :meth:`_per_seed`'s per-seed means; None where no seed counts yet."""
+        per_seed = self._per_seed(method, dataset, value, every_class_gives=every_class_gives)
+        return (*mean_std(per_seed), len(per_seed)) if per_seed else None
+
     def _bootstrap(self, n_boot: int, seed: int) -> None:
         groups, self.notes = load_groups(self.results)
         base = self.suite.baseline
@@ -166,7 +173,7 @@ class Summary:
             # has replicates: one over some classes (the others not run yet, or restored without pixel maps) would
             # not bracket the mean over all.
             for d in self.datasets:
-                rows = [i for i, g in enumerate(groups) if g.name.split("/", 1)[0] == d]
+                rows = [i for i, g in enumerate(groups) if g.dataset == d]
                 ran_all = {m for m in reps if rows and all(m in groups[i].runs for i in rows)}
                 for m in self.methods:
                     if m in ran_all and not np.isnan(reps[m][rows]).any():
@@ -224,11 +231,10 @@ class Summary:
                 found += [(name, k) for k in (sorted(keys) if all(ks == sorted(ks) for ks in lists) else keys)]
             for name, key in found:
                 for m in self.methods:
-                    per_seed = self._per_seed(m, d, lambda mt, n=name, k=key: ((mt.get("evaluators") or {}).get(n)
-                                                                               or {}).get(k), every_class_gives=False)
-                    if per_seed:
-                        out.setdefault((d, name), {}).setdefault(m, {})[key] = self._mean_std(
-                            (*mean_std(per_seed), len(per_seed)))
+                    st = self.seed_stats(m, d, lambda mt, n=name, k=key: ((mt.get("evaluators") or {}).get(n)
+                                                                          or {}).get(k), every_class_gives=False)
+                    if st is not None:
+                        out.setdefault((d, name), {}).setdefault(m, {})[key] = self._mean_std(st)
         return out
 
 
@@ -314,10 +320,8 @@ def _per_scorer(s: Summary) -> list[str]:
         names = list(dict.fromkeys(n for r in s.results if r.cell.method == m and r.status == "ok"
                                    for n in (r.metrics.get("scorers") or {})))
         for n in names if len(names) > 1 else []:
-            vals = []
-            for d in s.datasets:
-                per_seed = s._per_seed(m, d, lambda mt, n=n: (mt.get("scorers") or {}).get(n))
-                vals.append(s._mean_std((*mean_std(per_seed), len(per_seed)) if per_seed else None))
+            vals = [s._mean_std(s.seed_stats(m, d, lambda mt, n=n: (mt.get("scorers") or {}).get(n)))
+                    for d in s.datasets]
             rows.append([f"{m} / {n}", *vals])
     if not rows:
         return []
