@@ -231,3 +231,42 @@ def test_video_command_names_a_run_that_is_not_a_video_run(trained, tmp_path, ca
     assert len(err) == 1 and err[0].startswith(f"reconad video: error: {str(out)!r} is not a video run: it was "
                                                "trained on data.name 'textures'")
     assert not (tmp_path / "frames" / "frame_scores.csv").exists()
+
+
+def test_flush_denormals_flushes_on_the_cpu_only_and_restores_the_mode_found():
+    from reconad.engine.runtime import flush_denormals, flushing_denormals
+    tiny = np.float32(1e-30) * np.float32(1e-10)            # a float32 subnormal, computed unflushed
+    assert tiny != 0 and abs(tiny) < np.finfo(np.float32).tiny and not flushing_denormals()
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode torch can set")
+    product = lambda: (torch.tensor([1e-30], dtype=torch.float32) * 1e-10).item()  # noqa: E731
+    assert product() == pytest.approx(float(tiny), rel=1e-3)
+    with flush_denormals(torch.device("cuda", 0)):           # a GPU run leaves the CPU's mode alone
+        assert product() != 0
+    with flush_denormals(torch.device("cpu")):
+        assert product() == 0 and flushing_denormals()
+        with flush_denormals(torch.device("cpu")):
+            pass
+        assert flushing_denormals()                        # an inner block restores the outer block's mode
+    assert product() != 0 and not flushing_denormals()
+
+
+def test_training_and_scoring_flush_denormals_on_the_cpu(tiny_raw, tmp_path, monkeypatch):
+    from reconad.engine import trainer
+    from reconad.engine.runtime import flushing_denormals
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode torch can set")
+    seen: dict[str, set[bool]] = {"train": set(), "score": set()}
+    build = trainer.build_model
+
+    def recording(*a, **kw):
+        model, objective = build(*a, **kw)
+        step = objective.training_step
+        objective.training_step = lambda ctx, batch: (seen["train"].add(flushing_denormals()), step(ctx, batch))[1]
+        model.register_forward_hook(lambda m, i, o: None if m.training else seen["score"].add(flushing_denormals()))
+        return model, objective
+
+    monkeypatch.setattr(trainer, "build_model", recording)
+    _run(apply_overrides(tiny_raw, ["train.steps=2", "train.batch_size=8"]), tmp_path / "run")
+    assert seen == {"train": {True}, "score": {True}}
+    assert not flushing_denormals()                        # the caller's mode, as it was

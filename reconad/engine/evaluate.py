@@ -15,7 +15,7 @@ from .. import metrics as M
 from ..components import Scorer
 from ..model import ReconModel
 from .progress import ScoreProgress
-from .runtime import RunError
+from .runtime import RunError, flush_denormals
 
 __all__ = ["MIN_HOLDOUT", "ScoreSet", "batch_scores", "calibrate", "check_finite", "compute_metrics", "finalize_scores",
            "fit_references",
@@ -138,22 +138,23 @@ def score_dataset(model: ReconModel, dataset: Dataset, device: torch.device, bat
     labels, masks, paths, defects = [], [], [], []
     bar = ScoreProgress(where, len(dataset) if hasattr(dataset, "__len__") else None)
     try:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                            generator=torch.Generator())  # leaves the global RNG alone
-        for batch in loader:
-            x = batch["image"]
-            check_finite(x, list(batch["path"]), where)
-            scores, maps = batch_scores(model, model(x.to(device, non_blocking=True)), parts_of)
-            for name, v in scores.items():
-                image.setdefault(name, []).append(v.double().cpu().numpy())
-            if keep_maps and maps is not None:
-                pixel.append(maps.float().cpu().numpy())
-            labels.append(np.asarray(batch["label"], dtype=np.int64))
-            if keep_masks:
-                masks.append((batch["mask"][:, 0] > 0.5).numpy().astype(np.uint8))
-            paths += list(batch["path"])
-            defects += list(batch["defect"])
-            bar.update(x.shape[0])
+        with flush_denormals(device):   # subnormal weights: see flush_denormals
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                generator=torch.Generator())  # leaves the global RNG alone
+            for batch in loader:
+                x = batch["image"]
+                check_finite(x, list(batch["path"]), where)
+                scores, maps = batch_scores(model, model(x.to(device, non_blocking=True)), parts_of)
+                for name, v in scores.items():
+                    image.setdefault(name, []).append(v.double().cpu().numpy())
+                if keep_maps and maps is not None:
+                    pixel.append(maps.float().cpu().numpy())
+                labels.append(np.asarray(batch["label"], dtype=np.int64))
+                if keep_masks:
+                    masks.append((batch["mask"][:, 0] > 0.5).numpy().astype(np.uint8))
+                paths += list(batch["path"])
+                defects += list(batch["defect"])
+                bar.update(x.shape[0])
     finally:
         bar.close()
         model.train(was_training)

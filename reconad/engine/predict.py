@@ -15,6 +15,7 @@ from ..data.base import resize_images
 from ..model import ReconModel
 from .evaluate import batch_scores, check_finite, finalize_scores
 from .progress import ScoreProgress, say
+from .runtime import flush_denormals
 
 __all__ = ["image_names", "predict_images"]
 
@@ -35,7 +36,7 @@ def predict_images(model: ReconModel, inputs: list[str], out_dir: str, *, channe
         raise DataError(f"--tile-overlap: expected a fraction of a tile in [0, 1), got {overlap}")
     found = image_names(inputs)
     model.eval()
-    with heatmaps_folder(out_dir) as heat_dir:
+    with heatmaps_folder(out_dir) as heat_dir, flush_denormals(device):
         return _predict(model, found, out_dir, heat_dir, channels, image_size, calibration, device, skip_bad,
                         batch_size, log, tile, overlap)
 

@@ -28,6 +28,7 @@ from ..metrics.plots import plot_curves, plot_score_hist
 from ..model import ReconModel
 from .evaluate import ScoreSet
 from .history import HISTORY, read_history
+from .runtime import flush_denormals
 
 __all__ = ["METRIC_MEANINGS", "heat_overlay", "per_defect", "read_scores_csv", "rebuild_report", "run_facts",
            "threshold_check", "threshold_sentence", "write_curves", "write_report", "write_scores_csv"]
@@ -110,9 +111,11 @@ def _grid(path: str, model: ReconModel, dataset: Any, scores: ScoreSet, groups: 
     model.eval()
     items = [dataset[i] for _, i in rows]
     x = torch.stack([it["image"] for it in items]).to(device)
-    out = model(x)
+    with flush_denormals(device):
+        out = model(x)
+        scored = model.score(out)
     recon = out["recon"].float().clamp(0, 1).cpu().numpy()
-    heat = next((s.pixel for s in model.score(out).values() if s.pixel is not None), None)
+    heat = next((s.pixel for s in scored.values() if s.pixel is not None), None)
     heat = heat.float().cpu().numpy() if heat is not None else np.zeros((len(items), *x.shape[-2:]))
     model.train(was)
     cols = ["input", "reconstruction", "anomaly map"] + (["ground truth"] if with_masks else [])

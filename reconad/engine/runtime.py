@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["Runtime", "RunError", "apply_threads", "local_device", "resolve_device", "seed_everything", "setup_runtime"]
+__all__ = ["Runtime", "RunError", "apply_threads", "flush_denormals", "local_device", "resolve_device",
+           "seed_everything", "setup_runtime"]
 
 
 class RunError(RuntimeError):
@@ -78,6 +81,29 @@ def apply_threads(threads: int | None) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread flushes subnormal floats to zero now (a float32 product below 1.2e-38 comes out 0)."""
+    return (torch.tensor([1e-30], dtype=torch.float32) * 1e-10).item() == 0.0
+
+
+@contextmanager
+def flush_denormals(device: torch.device) -> Iterator[None]:
+    """On the CPU, compute with subnormal floats flushed to zero (``torch.set_flush_denormal``: x86 FTZ/DAZ) while
+    the block runs, then restore the mode found; on a GPU, nothing. A network whose weights or gradients decay
+    toward zero (a branch nothing trains any more, a memory slot no query addresses) otherwise computes on
+    subnormals, which x86 cores handle in microcode: an MMAE run slowed from 470 to 55 images/s mid-training.
+    The mode is per thread: the calling thread, and intra-op threads torch starts from it afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    was = flushing_denormals()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was)
 
 
 def setup_runtime(device_name: str) -> Runtime:

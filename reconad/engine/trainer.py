@@ -26,7 +26,7 @@ from .evaluate import calibrate, check_finite, fit_references, fixed_thresholds,
 from .evaluators import build_evaluators
 from .history import History, LogRun, build_loggers
 from .progress import TrainProgress, length_line, say
-from .runtime import RunError, Runtime, seed_everything
+from .runtime import RunError, Runtime, flush_denormals, seed_everything
 
 __all__ = ["Interrupted", "TrainResult", "build_data", "epoch_batches", "make_optimizer_factory", "prepare_data",
            "train"]
@@ -308,6 +308,8 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
     every_s, last_save = tc.checkpoint_minutes * 60.0, time.monotonic()
     model.train()
     stops = _StopSignals().__enter__()   # before the line that says so
+    denormals = flush_denormals(device)
+    denormals.__enter__()
     try:
         if runtime.is_main and step < stop_at:
             log(length_line(total, steps_per_epoch, batch))
@@ -356,6 +358,7 @@ def train(cfg: Config, out_dir: str, runtime: Runtime, registry: Registry, *, re
         if step >= total:
             history.finish(step)
     finally:
+        denormals.__exit__(None, None, None)
         stops.__exit__()
         bar.close()
         history.close()

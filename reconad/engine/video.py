@@ -27,7 +27,7 @@ from ..plugins import get_registry
 from ..registry import Registry
 from .evaluate import check_finite, score_dataset
 from .runs import OutDir
-from .runtime import RunError
+from .runtime import RunError, flush_denormals
 from .trained import Trained, load_trained, run_folder
 
 __all__ = ["VideoResult", "frame_scores", "score_video", "video_cut", "video_metrics"]
@@ -67,10 +67,11 @@ def _clip_errors(model: Any, clips: torch.Tensor, frames_per_clip: int, device: 
     model.eval()
     out = []
     try:
-        for i in range(0, clips.shape[0], batch_size):
-            x = clips[i:i + batch_size].to(device)
-            err = (model(x)["recon"].float() - x) ** 2                  # (B, L * C, S, S), frame-major
-            out.append(err.view(x.shape[0], frames_per_clip, -1).mean(2).double().cpu().numpy())
+        with flush_denormals(device):
+            for i in range(0, clips.shape[0], batch_size):
+                x = clips[i:i + batch_size].to(device)
+                err = (model(x)["recon"].float() - x) ** 2              # (B, L * C, S, S), frame-major
+                out.append(err.view(x.shape[0], frames_per_clip, -1).mean(2).double().cpu().numpy())
     finally:
         model.train(was)
     return np.concatenate(out)
