@@ -2,7 +2,8 @@
 whose weights are ordinary, or half of whose weights sit in float32's subnormal range (below 1.2e-38, as the
 weights of a branch nothing trains any more end up: an MMAE run on Fashion-MNIST had 14k such weights and slowed
 from 470 to 55 images/s), with torch's default floating-point mode and under ``reconad.engine.runtime.
-flush_denormals`` (what reconad trains and scores under on the CPU).
+flush_denormals`` (what reconad trains and scores under on the CPU). The mode is per thread and flush_denormals
+sets the calling thread's: with ``--threads`` above 1 the subnormal step stays slow on the other threads.
 
     python benchmarks/run.py denormals
     python benchmarks/bm_denormals.py --threads 1 --batch 64

@@ -94,7 +94,8 @@ def flush_denormals(device: torch.device) -> Iterator[None]:
     the block runs, then restore the mode found; on a GPU, nothing. A network whose weights or gradients decay
     toward zero (a branch nothing trains any more, a memory slot no query addresses) otherwise computes on
     subnormals, which x86 cores handle in microcode: an MMAE run slowed from 470 to 55 images/s mid-training.
-    The mode is per thread: the calling thread, and intra-op threads torch starts from it afterwards."""
+    The mode is per thread and this sets the calling thread's: a run on one thread (``train.threads: 1``, each
+    benchmark cell) is covered; torch's other intra-op threads keep the default mode."""
     if device.type != "cpu":
         yield
         return
