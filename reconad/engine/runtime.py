@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..ops.flush_denormal import set_flush_denormal
+
 __all__ = ["Runtime", "RunError", "apply_threads", "flush_denormals", "local_device", "resolve_device",
            "seed_everything", "setup_runtime"]
 
@@ -94,17 +96,17 @@ def flush_denormals(device: torch.device) -> Iterator[None]:
     the block runs, then restore the mode found; on a GPU, nothing. A network whose weights or gradients decay
     toward zero (a branch nothing trains any more, a memory slot no query addresses) otherwise computes on
     subnormals, which x86 cores handle in microcode: an MMAE run slowed from 470 to 55 images/s mid-training.
-    The mode is per thread and this sets the calling thread's: a run on one thread (``train.threads: 1``, each
-    benchmark cell) is covered; torch's other intra-op threads keep the default mode."""
+    The mode is per thread: :func:`reconad.ops.flush_denormal.set_flush_denormal` sets it on every intra-op
+    thread with reconad._C, on the calling thread alone without it."""
     if device.type != "cpu":
         yield
         return
     was = flushing_denormals()
-    torch.set_flush_denormal(True)
+    set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_flush_denormal(was)
+        set_flush_denormal(was)
 
 
 def setup_runtime(device_name: str) -> Runtime:

@@ -2,11 +2,11 @@
 whose weights are ordinary, or half of whose weights sit in float32's subnormal range (below 1.2e-38, as the
 weights of a branch nothing trains any more end up: an MMAE run on Fashion-MNIST had 14k such weights and slowed
 from 470 to 55 images/s), with torch's default floating-point mode and under ``reconad.engine.runtime.
-flush_denormals`` (what reconad trains and scores under on the CPU). The mode is per thread and flush_denormals
-sets the calling thread's: with ``--threads`` above 1 the subnormal step stays slow on the other threads.
+flush_denormals`` (what reconad trains and scores under on the CPU). The mode is per thread: with ``--threads``
+above 1 the subnormal step stays slow unless reconad._C sets it on every thread (``reconad.ops.flush_denormal``).
 
-    python benchmarks/run.py denormals
-    python benchmarks/bm_denormals.py --threads 1 --batch 64
+    python benchmarks/run.py flush_denormal
+    python benchmarks/bm_flush_denormal.py --threads 1 --batch 64
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "vs ordinary": sec / base})
     print_table(f"forward + backward, conv autoencoder {args.size}x{args.size}, batch {args.batch}, "
                 f"{args.threads} thread(s)", rows)
-    append_results("bm_denormals", device, "; ".join(
+    append_results("bm_flush_denormal", device, "; ".join(
         f"{r['weights']} weights, {r['mode']}: {r['ms/step']:.1f} ms/step ({r['vs ordinary']:.2f}x ordinary)"
         for r in rows) + f" (batch {args.batch}, {args.size} px)")
     return rows
