@@ -13,8 +13,8 @@ import torch.distributed as dist
 
 from ..ops.flush_denormal import set_flush_denormal
 
-__all__ = ["Runtime", "RunError", "apply_threads", "flush_denormals", "local_device", "resolve_device",
-           "seed_everything", "setup_runtime"]
+__all__ = ["Runtime", "RunError", "apply_threads", "flush_denormals", "flushing_denormals", "local_device",
+           "resolve_device", "seed_everything", "setup_runtime"]
 
 
 class RunError(RuntimeError):
