@@ -231,10 +231,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from . import __version__
     from .ops import extension_info
+    from .ops.flush_denormal import every_thread
 
     info = extension_info()
     info = {"reconad": __version__, "python": platform.python_version(), "pluggy": pluggy.__version__, **info,
-            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+            "flush_denormal": "every intra-op thread" if every_thread() else "the calling thread"}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -242,7 +244,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"reconad {info['reconad']}  python {info['python']}  torch {info['torch']} "
           f"(CUDA {info['torch_cuda'] or 'none'})  pluggy {info['pluggy']}")
     print(f"GPU: {info['gpu'] or 'none visible'}")
-    print(f"CPU threads: {info['threads']} (inter-op {info['interop_threads']}; train.threads sets them per run)")
+    print(f"CPU threads: {info['threads']} (inter-op {info['interop_threads']}; train.threads sets them per run); "
+          f"subnormals flushed to zero in training and scoring on {info['flush_denormal']}")
     print(f"extension: {'loaded from ' + str(ext['path']) if ext['loaded'] else 'not loaded'}"
           f"{' (built with CUDA kernels)' if ext['built_with_cuda'] else ''}")
     if ext["error"]:

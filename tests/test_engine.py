@@ -171,6 +171,8 @@ def test_cli_help_and_info(capsys):
     info = json.loads(_cli("info", "--json").stdout)   # in a process of its own
     assert info["ops"]["memory_address"]["cpu"]["backend"] in ("cpp", "fallback")
     assert all(v["reason"] for per in info["ops"].values() for v in per.values())
+    from reconad.ops.flush_denormal import every_thread
+    assert info["flush_denormal"] == ("every intra-op thread" if every_thread() else "the calling thread")
     table = _cli("info").stdout
     assert "memory_address" in table and "torch" in table
 
