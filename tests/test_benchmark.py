@@ -14,8 +14,8 @@ from sklearn.metrics import roc_auc_score
 
 from reconad.benchmark import BenchmarkError, SuiteError, load_suite
 from reconad.benchmark.runner import CellResult, load_pixels, run_cells, run_one, save_pixels
-from reconad.benchmark.stats import (Group, auroc_rows, bootstrap, draw_counts, interval, mean_std, pixel_replicates,
-                                     pixel_stats)
+from reconad.benchmark.stats import (Group, auroc_rows, auroc_weighted, bootstrap, draw_counts, interval, mean_std,
+                                     pixel_replicates, pixel_stats)
 from reconad.benchmark.suite import parse_suite
 from reconad.benchmark.summary import Summary
 from reconad.cli import main
@@ -266,6 +266,22 @@ def test_auroc_rows_matches_sklearn() -> None:
     np.testing.assert_allclose(auroc_rows(scores, labels), [roc_auc_score(labels, s) for s in scores], atol=1e-12)
     with pytest.raises(ValueError, match="normal and anomalous"):
         auroc_rows(scores, np.ones(200, int))
+
+
+def test_auroc_weighted_matches_sklearn_sample_weight() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 300)
+    scores = np.round(rng.normal(size=300) + labels, 1)               # rounded: ties within and across labels
+    weights = rng.integers(0, 4, (6, 300))                           # draw counts, zeros included
+    want = [roc_auc_score(labels, scores, sample_weight=w) for w in weights]
+    np.testing.assert_allclose(auroc_weighted(scores, labels, weights), want, atol=1e-12)
+    ones = auroc_weighted(scores, labels, np.ones(300, int))         # weights of 1: the plain AUROC
+    assert ones[0] == auroc_rows(scores, labels)[0]
+    with pytest.raises(ValueError, match=r"weights \(R, N\), got \(300,\), \(300,\) and \(2, 299\)"):
+        auroc_weighted(scores, labels, np.ones((2, 299), int))
+    only_normal = np.where(labels == 1, 0, 1)[None]
+    with pytest.raises(ValueError, match="normal and anomalous images in every row"):
+        auroc_weighted(scores, labels, only_normal)
 
 
 def test_bootstrap_matches_a_loop_over_sklearn() -> None:

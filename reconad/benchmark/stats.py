@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata
 
-__all__ = ["Group", "PixelStats", "auroc_rows", "bootstrap", "draw_counts", "interval", "mean_std", "pixel_stats",
-           "pixel_replicates"]
+__all__ = ["Group", "PixelStats", "auroc_rows", "auroc_weighted", "bootstrap", "draw_counts", "interval", "mean_std",
+           "pixel_stats", "pixel_replicates"]
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
@@ -140,13 +140,48 @@ def draw_counts(draw: np.ndarray, n: int) -> np.ndarray:
     return np.bincount((draw + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n).reshape(rows, n)
 
 
+def auroc_weighted(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The AUROC of one score vector ``scores`` (N,) against 0/1 ``labels`` (N,) under each row of integer
+    ``weights`` (R, N), image i counted ``weights[r, i]`` times (a bootstrap replicate's draw counts): exactly what
+    :func:`auroc_rows` gives for the resampled vector, without ranking it (see :func:`_weighted_auroc`)."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.int64))
+    if weights.shape[1:] != scores.shape or labels.shape != scores.shape:
+        raise ValueError(f"auroc_weighted needs scores (N,), labels (N,) and weights (R, N), got {scores.shape}, "
+                         f"{labels.shape} and {weights.shape}")
+    pos = labels == 1
+    return _weighted_auroc(scores[~pos], scores[pos], weights.T[~pos], weights.T[pos])
+
+
+def _weighted_auroc(normal: np.ndarray, anomalous: np.ndarray, w_normal: np.ndarray, w_anomalous: np.ndarray
+                    ) -> np.ndarray:
+    """The weighted AUROC of the normal images' scores ``normal`` (n0,) and the anomalous ones' ``anomalous`` (n1,),
+    with per-replicate integer weights ``w_normal`` (n0, R) and ``w_anomalous`` (n1, R). The normals are sorted
+    once and their weights summed cumulatively in that order; each anomalous image then counts its weight times
+    the normal weight below its score plus half the normal weight tied with it (the Mann-Whitney count, kept
+    in integers as twice itself): a few passes over (N, R) integers instead of ranking R resampled vectors."""
+    order = np.argsort(normal, kind="stable")
+    ranked = normal[order]
+    below = np.zeros((len(normal) + 1, w_normal.shape[1]), np.int64)      # [k]: weight of the k lowest normals
+    np.cumsum(w_normal[order], axis=0, out=below[1:])
+    lo, hi = np.searchsorted(ranked, anomalous, "left"), np.searchsorted(ranked, anomalous, "right")
+    n1, n0 = w_anomalous.sum(0), below[-1]
+    if (n1 == 0).any() or (n0 == 0).any():
+        raise ValueError("AUROC needs normal and anomalous images in every row of weights")
+    if np.array_equal(lo, hi):          # no anomalous score equals a normal one
+        twice_u = 2 * np.einsum("kr,kr->r", w_anomalous, below[lo])
+    else:
+        twice_u = np.einsum("kr,kr->r", w_anomalous, below[lo] + below[hi])
+    return twice_u / (2 * n1 * n0)
+
+
 def bootstrap(groups: list[Group], n_boot: int = 1000, seed: int = 0, chunk: int = 100
               ) -> dict[str, dict[str, np.ndarray]]:
     """Per metric (``image_auroc``, and ``pixel_auroc`` and ``aupro`` where groups hold :class:`PixelStats`), per
     method, its replicate values per group: an array (groups, n_boot), NaN where the method lacks the group (or
     its maps). Group by group, replicate by replicate, the normal then the anomalous images are drawn with
     ``numpy.random.default_rng(seed)``: ``integers(0, n0, (n_boot, n0))`` then ``integers(0, n1, (n_boot, n1))``;
-    every metric uses the same draws."""
+    every metric uses the same draws, as how often each image is drawn (:func:`draw_counts`)."""
     rng = np.random.default_rng(seed)
     methods = sorted({m for g in groups for m in g.runs})
     out = {k: {m: np.full((len(groups), n_boot), np.nan) for m in methods} for k in METRICS}
@@ -154,12 +189,12 @@ def bootstrap(groups: list[Group], n_boot: int = 1000, seed: int = 0, chunk: int
         normal, anomalous = np.flatnonzero(g.labels == 0), np.flatnonzero(g.labels == 1)
         draw = np.concatenate([normal[rng.integers(0, len(normal), (n_boot, len(normal)))],
                                anomalous[rng.integers(0, len(anomalous), (n_boot, len(anomalous)))]], axis=1)
-        labels = np.r_[np.zeros(len(normal), int), np.ones(len(anomalous), int)]
-        for m, scores in g.runs.items():
-            for lo in range(0, n_boot, chunk):     # (seeds x chunk, N) at a time: bounded memory
-                idx = draw[lo:lo + chunk]
-                resampled = scores[:, idx].reshape(-1, idx.shape[1])
-                out["image_auroc"][m][gi, lo:lo + chunk] = auroc_rows(resampled, labels).reshape(len(scores), -1).mean(0)
+        for lo in range(0, n_boot, chunk):         # (N, chunk) weights at a time: bounded memory
+            counts = draw_counts(draw[lo:lo + chunk], len(g.labels)).T
+            w0, w1 = np.ascontiguousarray(counts[normal]), np.ascontiguousarray(counts[anomalous])
+            for m, scores in g.runs.items():
+                out["image_auroc"][m][gi, lo:lo + chunk] = np.mean(
+                    [_weighted_auroc(s[normal], s[anomalous], w0, w1) for s in scores], axis=0)
         if g.pixel:
             weights = draw_counts(draw, len(g.labels))
             for m, per_seed in g.pixel.items():
