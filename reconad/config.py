@@ -348,13 +348,30 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _read_yaml(path: str) -> Any:
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.load(fh, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
+        return copy.deepcopy(_parse_config_text(text))
     except _DuplicateKey as exc:
         raise ConfigError(f"config file {path!r}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_config_text(text: str) -> Any:
+    """A config file's text parsed, cached by the text (callers copy the result): a benchmark reads each
+    method's config and the defaults once per cell, hundreds of times."""
+    return yaml.load(text, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_value(text: str) -> Any:
+    """An override's value parsed as YAML (the text itself where it is not valid YAML); callers copy it."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def _read_mapping(path: str) -> dict[str, Any]:
@@ -377,10 +394,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=5")
         key, text = item.split("=", 1)
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
+        value = copy.deepcopy(_parse_value(text))
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"--set {item!r}: empty key segment in {key!r}")

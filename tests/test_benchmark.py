@@ -17,7 +17,7 @@ from reconad.benchmark.runner import CellResult, load_pixels, run_cells, run_one
 from reconad.benchmark.stats import (Group, auroc_rows, auroc_weighted, bootstrap, draw_counts, interval, mean_std,
                                      pixel_replicates, pixel_stats)
 from reconad.benchmark.suite import parse_suite
-from reconad.benchmark.summary import Summary
+from reconad.benchmark.summary import Summary, read_scores
 from reconad.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,6 +282,20 @@ def test_auroc_weighted_matches_sklearn_sample_weight() -> None:
     only_normal = np.where(labels == 1, 0, 1)[None]
     with pytest.raises(ValueError, match="normal and anomalous images in every row"):
         auroc_weighted(scores, labels, only_normal)
+
+
+def test_read_scores_reads_labelled_rows_and_names_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "scores.csv").write_text("label,path,score\n1,a.png,0.5\n0,b.png,-2\n,c.png,0.1\n")
+    assert read_scores(str(tmp_path)) == {"a.png": (0.5, 1), "b.png": (-2.0, 0)}    # c.png: no label
+    (tmp_path / "scores.csv").write_text("path,score\na.png,0.5\n")
+    with pytest.raises(KeyError, match=r"scores\.csv: no column\(s\) label"):
+        read_scores(str(tmp_path))
+    (tmp_path / "scores.csv").write_text("path,score,label\na.png,0.5,1\nb.png,0.25\n")     # cut short
+    with pytest.raises(ValueError, match=r"scores\.csv, line 3: too few columns"):
+        read_scores(str(tmp_path))
+    (tmp_path / "scores.csv").write_text("path,score,label\na.png,high,1\n")
+    with pytest.raises(ValueError, match=r"line 2: could not convert string to float: 'high'"):
+        read_scores(str(tmp_path))
 
 
 def test_bootstrap_matches_a_loop_over_sklearn() -> None:

@@ -43,10 +43,22 @@ def write_results_csv(path: str, results: list[CellResult], out: str) -> None:
 
 
 def read_scores(run_dir: str) -> dict[str, tuple[float, int]]:
+    """A run's test scores, path -> (score, label), from its scores.csv (rows without a label left out); a file
+    without the path, score and label columns is a KeyError naming them, a bad row a ValueError naming its line."""
     path = os.path.join(run_dir, "scores.csv")
     with open(path, newline="", encoding="utf-8") as fh:
-        return {row["path"]: (float(row["score"]), int(row["label"])) for row in csv.DictReader(fh)
-                if row["label"] != ""}
+        rows = csv.reader(fh)
+        header = next(rows, [])
+        missing = [c for c in ("path", "score", "label") if c not in header]
+        if missing:
+            raise KeyError(f"{path}: no column(s) {', '.join(missing)} in its header {header}")
+        ip, js, jl = header.index("path"), header.index("score"), header.index("label")
+        try:
+            return {row[ip]: (float(row[js]), int(row[jl])) for row in rows if row[jl] != ""}
+        except IndexError:
+            raise ValueError(f"{path}, line {rows.line_num}: too few columns (the header has {len(header)})") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {rows.line_num}: {exc}") from None
 
 
 def load_groups(results: list[CellResult]) -> tuple[list[Group], list[str]]:
