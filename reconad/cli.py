@@ -161,7 +161,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         files = run_benchmark(args.suite, args.out, jobs=args.jobs, resume=args.resume, quick=args.quick,
                               device=args.device, methods=args.methods, datasets=args.datasets,
                               classes=args.classes, seeds=args.seeds, readme=args.readme,
-                              baseline=args.baseline, archive=args.archive)
+                              baseline=args.baseline, archive=args.archive, summary_only=args.summary_only)
     except Interrupted as exc:
         print(f"reconad benchmark: {exc}\nresume with: reconad benchmark {shlex.quote(args.suite)} --out "
               f"{shlex.quote(args.out)} --jobs {args.jobs} --resume", file=sys.stderr)
@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "restore them from there first, so a long suite goes on in another checkout")
     p.add_argument("--readme", default=None, metavar="README.md",
                    help="also write summary.md's tables into this file, between <!-- benchmark:NAME:start/end -->")
+    p.add_argument("--summary-only", action="store_true",
+                   help="run no cell: summarise the finished cells in --out and --archive (implies --resume)")
     p.set_defaults(func=_cmd_benchmark)
     p = sub.add_parser("export", help="export a run or a Detector.save file to ONNX, parity checked (docs/deploy.md)")
     p.add_argument("run", metavar="RUN_OR_ARTIFACT", help="a run folder, its checkpoint.pt, or a Detector.save file")

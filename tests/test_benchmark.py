@@ -195,6 +195,20 @@ def test_archive_keeps_finished_cells_and_a_new_checkout_goes_on_from_it(tmp_pat
     printed = capsys.readouterr().out
     assert "3 finished cell(s) restored from the archive" in printed and "0 to run" in printed
     assert _tables((second / "summary.md").read_text()) == _tables(want)   # ranks: every number the same
+    # the summary alone from the archive into a fresh folder: no cell runs, the same tables
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "other"), "--archive", str(archive),
+                 "--summary-only"]) == 2          # not --device cpu: other configs than the archived cells'
+    assert "the 3 cell(s) restored from --archive" in capsys.readouterr().err
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "only"), "--device", "cpu", "--archive",
+                 str(archive), "--summary-only"]) == 0
+    assert "0 to run" in capsys.readouterr().out and _tables((tmp_path / "only" / "summary.md").read_text()) == _tables(want)
+    assert "--summary-only --archive" in (tmp_path / "only" / "summary.md").read_text()    # the command recorded
+    assert not (tmp_path / "only" / "cells" / "other" / "digits" / "1").exists()
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "only"), "--summary-only", "--seeds", "0"]) == 2
+    assert "--summary-only runs no cell, so --seeds (which choose the cells to run) cannot go" in capsys.readouterr().err
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "empty"), "--summary-only"]) == 2
+    assert "--summary-only: no finished cell of this suite in --out" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / "summary.md").exists()
     assert not (second / "cells" / "memae" / "digits" / "0" / "seed0" / "checkpoint.pt").exists()
     assert main(["benchmark", str(path), "--out", str(second), "--device", "cpu", "--archive", str(archive)]) == 0
     assert "1 to run" in capsys.readouterr().out and (archive / "cells" / "other" / "digits" / "1" / "seed0.npz").is_file()

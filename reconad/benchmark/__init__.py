@@ -22,14 +22,16 @@ __all__ = ["BenchmarkError", "Cell", "CellResult", "Suite", "SuiteError", "load_
 def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = False, quick: bool = False,
                   device: str | None = None, methods: list[str] | None = None, datasets: list[str] | None = None,
                   classes: list[str] | None = None, seeds: list[int] | None = None, readme: str | None = None,
-                  baseline: str | None = None, archive: str | None = None,
+                  baseline: str | None = None, archive: str | None = None, summary_only: bool = False,
                   log: Callable[[str], None] = print) -> dict[str, str]:
     """Run (or resume) a suite into ``out`` and write its outputs; returns their paths by kind. ``methods``,
     ``datasets``, ``classes``, ``seeds``: run only those cells (the summary holds every finished cell).
     ``readme``: also write summary.md's tables into that README, between the suite's markers. ``baseline``:
     compare with this method instead of the suite's (the cells and their cache keys do not change).
     ``archive``: restore the finished cells kept there into ``out`` first (``resume`` is implied), and keep
-    every finished cell there (``reconad.benchmark.archive``: small enough to commit)."""
+    every finished cell there (``reconad.benchmark.archive``: small enough to commit). ``summary_only``: run no
+    cell, write the outputs from the finished cells in ``out`` and the archive (``resume`` is implied; a
+    selection is an error, as is nothing finished)."""
     import torch
 
     from .runner import environment
@@ -48,9 +50,15 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
     chosen = {"--methods": methods, "--datasets": datasets, "--classes": classes,
               "--seeds": None if seeds is None else [str(s) for s in seeds]}
     selected = select(suite, cells, methods=methods, datasets=datasets, classes=classes, seeds=seeds)
+    if summary_only:
+        given = [k for k, v in chosen.items() if v is not None]
+        if given:
+            raise SuiteError(f"--summary-only runs no cell, so {', '.join(given)} (which choose the cells to run) "
+                             "cannot go with it: the summary holds every finished cell")
+        selected, resume = [False] * len(cells), True
     log(f"{suite.name}: {len(suite.methods)} method(s) x {len(suite.datasets)} dataset(s) -> {len(cells)} cells"
         f"{' (--quick)' if quick else ''}" + (f", {sum(selected)} selected" if not all(selected) else ""))
-    keep = None
+    keep, restored = None, 0
     if archive:
         from . import archive as arch
 
@@ -67,6 +75,12 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
                 arch.save(archive, out, result)
     results, speed = run_cells(suite, cells, out, jobs=jobs, resume=resume, selected=selected, on_result=keep,
                                log=log)
+    if summary_only and not results:
+        why = (f"; the {restored} cell(s) restored from --archive {archive} are of other configs (a changed config, "
+               "--device or --quick changes a cell's cache key)" if restored
+               else f" nor in --archive {archive}" if archive else "")
+        raise BenchmarkError(f"--summary-only: no finished cell of this suite in --out {out}{why}; nothing to "
+                             "summarise")
     if keep is not None:
         for r in results:       # the cells finished before the archive was asked for, too
             keep(r)
@@ -74,7 +88,8 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
     env = environment(device or "auto", jobs, speed["threads_per_job"] if jobs > 1 else torch.get_num_threads())
     command = shlex.join(["reconad", "benchmark", os.path.relpath(suite_path), "--out", out, "--jobs", str(jobs),
                           *(["--quick"] if quick else []), *(["--device", device] if device else []),
-                          *(a for k, v in chosen.items() if v is not None for a in (k, ",".join(v))), "--resume",
+                          *(a for k, v in chosen.items() if v is not None for a in (k, ",".join(v))),
+                          "--summary-only" if summary_only else "--resume",
                           *(["--baseline", baseline] if baseline is not None else []),
                           *(["--archive", os.path.relpath(archive)] if archive else []),
                           *(["--readme", os.path.relpath(readme)] if readme else [])])
