@@ -262,7 +262,8 @@ def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resum
         log(f"{len(results)} of {len(cells)} cells finished before (cached), {len(todo)} to run")
     left = len(cells) - len(results) - len(todo)
     if left:
-        log(f"{left} cell(s) of the suite not selected and not finished: left out of the summary")
+        log(f"{left} cell(s) of the suite {'not selected and ' if any(selected or []) else ''}not finished: left "
+            "out of the summary")
     import torch
 
     threads = max(1, torch.get_num_threads() // jobs)
