@@ -181,6 +181,18 @@ def test_duplicate_yaml_keys_are_an_error_naming_the_key_and_both_lines(tmp_path
     assert load_raw(merged)["train"] == {"epochs": 2, "lr": 0.5}
 
 
+def test_a_file_parsed_once_is_read_again_when_it_changes_and_copies_do_not_leak(tmp_path):
+    path = _write(tmp_path, "c.yaml", "train:\n  epochs: 1\n  betas: [0.5, 0.9]\ndata: {name: textures}\n")
+    first = config_module._read_mapping(path)          # what load_config layers, uncopied by overrides
+    first["train"]["betas"].append(0.1)                 # a caller changing what it got
+    assert config_module._read_mapping(path)["train"] == {"epochs": 1, "betas": [0.5, 0.9]}
+    _write(tmp_path, "c.yaml", "train:\n  epochs: 2\n  betas: [0.5, 0.9]\ndata: {name: textures}\n")   # same size
+    assert load_raw(path)["train"]["epochs"] == 2
+    raw = apply_overrides(BASE, ["train.betas=[0.1, 0.2]"])
+    raw["train"]["betas"].append(0.3)
+    assert apply_overrides(BASE, ["train.betas=[0.1, 0.2]"])["train"]["betas"] == [0.1, 0.2]
+
+
 def test_a_user_config_layers_over_the_default_without_mixing_datasets_or_models(tmp_path):
     with open(default_config_path(), encoding="utf-8") as fh:
         default = yaml.safe_load(fh)
