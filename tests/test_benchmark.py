@@ -17,7 +17,7 @@ from reconad.benchmark.runner import CellResult, load_pixels, run_cells, run_one
 from reconad.benchmark.stats import (Group, auroc_rows, auroc_weighted, bootstrap, draw_counts, interval, mean_std,
                                      pixel_replicates, pixel_stats)
 from reconad.benchmark.suite import parse_suite
-from reconad.benchmark.summary import Summary, read_scores
+from reconad.benchmark.summary import Summary, _seed_table, read_scores
 from reconad.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,6 +359,17 @@ def test_summary_intervals_and_paired_difference_from_scores_files(tmp_path: Pat
     diff = (reps["a"] - reps["b"]).mean(0)
     assert s.paired[("a", "digits", "image_auroc")] == pytest.approx((point, *np.percentile(diff, [2.5, 97.5])))
     assert ("b", "digits", "image_auroc") not in s.paired
+    # the per-seed table: each seed's mean over the classes; a seed still in part says how far it is
+    table = _seed_table(s)
+    if headline == "image_auroc":
+        for m in ("a", "b"):
+            want = [f"{np.mean([roc_auc_score(lab, runs[m][seed]) for lab, runs in groups]):.4f}" for seed in (0, 1)]
+            assert f"| {m} | {want[0]} | {want[1]} |" in table
+        unfinished = [r for r in results if (r.cell.method, r.cell.cls, r.cell.seed) != ("a", 1, 1)]
+        part = _seed_table(Summary(suite, unfinished, n_boot=10, seed=5))
+        assert next(line for line in part if line.startswith("| a |")).endswith("| 1 of 2 classes |")
+    else:                                                                          # the cells give no AUPRO
+        assert "| a | — | — |" in table and "## aupro per seed: the mean over each dataset's classes" in table
 
 
 def _fake_maps(rng: np.random.Generator, n: int = 24, size: int = 16) -> tuple[np.ndarray, np.ndarray]:

@@ -291,6 +291,7 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
                     if m != suite.baseline]
             lines += _table(["method", *s.datasets], rows) + [""]
     lines.pop()
+    lines += _seed_table(s)
     lines += _per_scorer(s)
     lines += _evaluators(s)
     lines += _per_class(s)
@@ -369,6 +370,28 @@ def _epochs_kept(s: Summary) -> list[str]:
                     ""]
             out += _table(["method", *(str(v) for v in s.classes(d))], rows)
     return out
+
+
+def _seed_table(s: Summary) -> list[str]:
+    """With several seeds: method (x dataset) x seed, the headline metric's mean over the dataset's classes, the
+    values behind mean ± std; ``k of n classes`` for a seed still in part."""
+    seeds = sorted({r.cell.seed for r in s.results if r.status == "ok"})
+    if len(seeds) < 2:
+        return []
+    metric, several = s.suite.metric, len(s.datasets) > 1
+    rows = []
+    for m in s.methods:
+        for d in s.datasets:
+            n = len(s.classes(d))
+            row = [m, *([d] if several else [])]
+            for seed in seeds:
+                got = [r.metrics[metric] for r in s.results if r.cell.method == m and r.cell.dataset == d
+                       and r.cell.seed == seed and r.status == "ok" and r.metrics.get(metric) is not None]
+                row.append("—" if not got else f"{np.mean(got):.4f}" if len(got) == n
+                           else f"{len(got)} of {n} classes")
+            rows.append(row)
+    return ["", f"## {metric} per seed: the mean over each dataset's classes", "",
+            *_table(["method", *(["dataset"] if several else []), *(f"seed {x}" for x in seeds)], rows)]
 
 
 def _per_class(s: Summary) -> list[str]:
