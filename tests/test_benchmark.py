@@ -17,7 +17,7 @@ from reconad.benchmark.runner import CellResult, load_pixels, run_cells, run_one
 from reconad.benchmark.stats import (Group, auroc_rows, auroc_weighted, bootstrap, draw_counts, interval, mean_std,
                                      pixel_replicates, pixel_stats)
 from reconad.benchmark.suite import parse_suite
-from reconad.benchmark.summary import Summary, _seed_table, read_scores
+from reconad.benchmark.summary import Summary, _cell_times, _seed_table, read_scores
 from reconad.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -370,6 +370,15 @@ def test_summary_intervals_and_paired_difference_from_scores_files(tmp_path: Pat
         assert next(line for line in part if line.startswith("| a |")).endswith("| 1 of 2 classes |")
     else:                                                                          # the cells give no AUPRO
         assert "| a | — | — |" in table and "## aupro per seed: the mean over each dataset's classes" in table
+    # the median time of a cell, per method and machine
+    for i, r in enumerate(results):
+        r.seconds, r.machine = float(10 + i), ("cpu A" if r.cell.method == "a" and r.cell.seed == 0 else "")
+    secs = {k: [r.seconds for r in results if (r.cell.method, r.machine or "none") == k]
+            for k in (("a", "cpu A"), ("a", "none"), ("b", "none"))}
+    med = {k: f"{np.median(v):.0f} s ({len(v)})" for k, v in secs.items()}
+    assert _cell_times(s)[-4:] == ["| method | cpu A | not recorded |", "|---|---|---|",
+                                   f"| a | {med['a', 'cpu A']} | {med['a', 'none']} |", f"| b | — | {med['b', 'none']} |"]
+    assert med["b", "none"].endswith("s (4)")
 
 
 def _fake_maps(rng: np.random.Generator, n: int = 24, size: int = 16) -> tuple[np.ndarray, np.ndarray]:

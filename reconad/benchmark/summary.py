@@ -317,8 +317,24 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
               + (f": {cph:.1f} cells/hour" if cph else "") + f" ({speed['jobs']} job(s) x "
               f"{speed['threads_per_job']} thread(s)); {sum(r.cached for r in s.results)} cell(s) came from the "
               f"cache. Training and testing time over all cells: {sum(r.seconds for r in s.results) / 3600:.2f} h.",
-              ""]
+              *_cell_times(s), ""]
     return "\n".join(lines)
+
+
+def _cell_times(s: Summary) -> list[str]:
+    """Method x machine: the median time of a finished cell (training and testing) and how many cells it is
+    over, to plan the cells still to run."""
+    times: dict[str, dict[str, list[float]]] = {}
+    for r in s.results:
+        if r.status == "ok" and r.seconds > 0:
+            times.setdefault(r.cell.method, {}).setdefault(r.machine or "not recorded", []).append(r.seconds)
+    machines = list(dict.fromkeys(k for m in s.methods for k in times.get(m, {})))
+    if not machines:
+        return []
+    rows = [[m, *(f"{np.median(times[m][k]):.0f} s ({len(times[m][k])})" if k in times.get(m, {}) else "—"
+                  for k in machines)] for m in s.methods if m in times]
+    return ["", "Median time of a cell (training and testing; cells counted):", "",
+            *_table(["method", *machines], rows)]
 
 
 def _diff(v: tuple[float, float, float] | None) -> str:
