@@ -14,7 +14,11 @@ Steps, in order of value per second (each writes its part as soon as it ends, so
 3. ``bench_*`` topk_mask and AUPRO (exact, 100 maps of 1024x1024 and 1725 of 256x256) and memory_address
                (op / eager / GEMM floor) at the shapes of the op issues; a short ``reconad run`` of the default
                config on the GPU (images/s, peak memory); torch.compile of memory_address last (slowest to build).
-4. ``summary`` each figure against its goal, printed and in ``gpu_check.json``.
+4. ``suite``   with ``--suite SUITE.yaml``: ``reconad benchmark`` on the GPU with the budget left as its
+               ``--time-limit``, the finished cells kept in ``OUT/archive`` (``--suite-archive DIR`` is copied there
+               first, so the cells it holds are skipped; copy the folder back into the repository after).
+               ``--suite-only``: the build, ``info`` and this step alone.
+5. ``summary`` each figure against its goal, printed and in ``gpu_check.json``.
 
 Everything lands in one folder: ``gpu_check.json`` (every figure, per step), ``<step>.log``, ``pytest.xml``,
 ``info.json``, ``RESULTS.md`` (rows to append to benchmarks/RESULTS.md) and ``summary.txt``. ``--budget`` (seconds)
@@ -28,6 +32,8 @@ import importlib.util
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -245,6 +251,37 @@ def step_bench(ck: Check, name: str, bench: str, argv: list[str], timeout: float
     return {"rows": _plain(rows)}
 
 
+CELL_LINE = re.compile(r"^\[\d+/\d+\] (?P<cell>.+?): (?:(?P<metric>\w+) (?P<value>[-\d.]+)|(?P<failed>FAILED: .*)) "
+                       r"\((?P<seconds>\d+) s\)")
+
+
+def step_suite(ck: Check, suite: str, extra: list[str], device: str, archive_from: str | None,
+               margin: float = 30.0) -> dict[str, Any]:
+    """``reconad benchmark`` in the budget left (``margin`` seconds kept for the summary and the archive)."""
+    limit = ck.left() - margin
+    if limit < margin:
+        return {"status": "skipped", "why": f"budget: {ck.left():.0f} s left"}
+    archive = os.path.join(ck.out, "archive")
+    if archive_from:
+        shutil.copytree(archive_from, archive, dirs_exist_ok=True)
+    out = os.path.join(ck.out, "suite")
+    cmd = [sys.executable, "-m", "reconad.cli", "benchmark", suite, "--out", out, "--archive", archive,
+           "--device", device, "--time-limit", f"{limit:.0f}", *extra]
+    r = ck.sh("suite", cmd, timeout=limit + margin)
+    cells = []
+    for line in r.stdout.splitlines():
+        m = CELL_LINE.match(line)
+        if m:
+            cells.append({"cell": m["cell"], "seconds": int(m["seconds"]),
+                          **({"error": m["failed"]} if m["failed"] else {m["metric"]: float(m["value"])})})
+    left = re.search(r"--time-limit [\d:]+: (\d+) cell\(s\) not started", r.stdout)
+    rec = {"suite": os.path.basename(suite), "time_limit_s": round(limit), "cells": cells,
+           "not_started": int(left.group(1)) if left else 0, "summary": os.path.join(out, "summary.md")}
+    if r.returncode:
+        rec.update(status="fail", returncode=r.returncode, why=_tail(r.stdout, 6))
+    return rec
+
+
 def step_run(ck: Check, device: str, overrides: list[str], timeout: float) -> dict[str, Any]:
     path = os.path.join(ck.out, "run_probe.json")
     r = ck.sh("run", [sys.executable, os.path.abspath(__file__), "--probe-run", path, "--device", device,
@@ -335,6 +372,13 @@ def summarize(ck: Check) -> list[str]:
                 goal, verdict = f">= {AUPRO_BINNED_GOAL_GPIX} Gpix/s: {gpix:.1f}", _verdict(gpix, AUPRO_BINNED_GOAL_GPIX, True)
             lines.append(f"AUPRO (#5) {r['impl']:18s} {r['maps']:14s} {r['ms']:9.2f} ms  aupro {r['aupro']:.4f}"
                          + (f"  [{goal}: {verdict}]" if goal else ""))
+    suite = s.get("suite", {})
+    if "cells" in suite:
+        lines.append(f"suite {suite['suite']} (--time-limit {suite['time_limit_s']} s): {len(suite['cells'])} cell(s) "
+                     f"ran, {suite['not_started']} not started")
+        for c in suite["cells"]:
+            value = c.get("error") or ", ".join(f"{k} {v:.4f}" for k, v in c.items() if k not in ("cell", "seconds"))
+            lines.append(f"  {c['cell']}: {value} ({c['seconds']} s)")
     run = s.get("run", {})
     if "images_per_s" in run:
         lines.append(f"reconad run ({run['config']}, {run['epochs']} epochs on {run['device']}): "
@@ -359,10 +403,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--archive", default=None,
                    help="also keep the whole output folder as this .tar.gz, rewritten after every step (for a "
                         "machine that returns few files: --out /tmp/gc --archive $OUT/gpu_check.tar.gz)")
+    p.add_argument("--suite", default=None, metavar="SUITE.yaml",
+                   help="last: run this benchmark suite on the GPU in the budget left (its finished cells in OUT/archive)")
+    p.add_argument("--suite-arg", action="append", default=[], metavar="ARG",
+                   help="passed on to reconad benchmark, e.g. --suite-arg=--seeds=0 (repeatable)")
+    p.add_argument("--suite-archive", default=None, metavar="DIR",
+                   help="a benchmark archive copied into OUT/archive first: its finished cells are skipped")
+    p.add_argument("--suite-only", action="store_true", help="the build, info and --suite alone")
     p.add_argument("--probe-run", metavar="JSON", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.suite_only and not args.suite:
+        p.error("--suite-only needs --suite SUITE.yaml")
+    if args.suite_archive and not os.path.isdir(args.suite_archive):
+        p.error(f"--suite-archive {args.suite_archive}: not a folder")
     if args.probe_run:
         return probe_run(args.probe_run, args.device, args.overrides)
 
@@ -391,10 +446,11 @@ def main(argv: list[str] | None = None) -> int:
             print("gpu_check: the build failed; the steps below run on what is installed", flush=True)
     ck.step("info", lambda: step_info(ck, require_cuda=not dry))
     test_paths = ["tests/ops/test_topk_mask.py"] if dry else cuda_test_files()
-    ck.step("pytest", lambda: step_pytest(ck, test_paths, timeout=120 if dry else 240, workers=0 if dry else 4),
-            needs=20)
+    if not args.suite_only:
+        ck.step("pytest", lambda: step_pytest(ck, test_paths, timeout=120 if dry else 240, workers=0 if dry else 4),
+                needs=20)
 
-    if not args.quick:
+    if not (args.quick or args.suite_only):
         if dry:
             topk = ["--shape", "4,8,8"]
             aupro = ["--maps", "3", "--size", "32", "--skip-official"]
@@ -431,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
         if mem_compiled:
             ck.step("bench_memory_compiled", lambda: step_bench(ck, "bench_memory_compiled", "memory_address",
                                                                 [*common, *mem_compiled], 180), needs=60)
+
+    if args.suite:
+        ck.step("suite", lambda: step_suite(ck, os.path.abspath(args.suite), args.suite_arg, dev,
+                                            args.suite_archive and os.path.abspath(args.suite_archive)), needs=90)
 
     lines = summarize(ck)
     from reconad.io import write_text

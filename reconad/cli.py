@@ -153,6 +153,25 @@ def _seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds (0,1,2), got {text!r}") from None
 
 
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``45s``, ``30m``, ``2h``, ``1.5h`` or ``1:30:00`` (H:MM:SS)."""
+    t = text.strip().lower()
+    try:
+        if ":" in t:
+            parts = [float(p) for p in t.split(":")]
+            if len(parts) != 3:
+                raise ValueError
+            seconds = sum(v * 60 ** k for k, v in enumerate(reversed(parts)))
+        else:
+            unit = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
+            seconds = float(t[:-1] if unit else t) * (unit or 1)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive duration (90, 45s, 30m, 2h or 1:30:00), got {text!r}")
+    return seconds
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmark
     from .engine import Interrupted
@@ -161,7 +180,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         files = run_benchmark(args.suite, args.out, jobs=args.jobs, resume=args.resume, quick=args.quick,
                               device=args.device, methods=args.methods, datasets=args.datasets,
                               classes=args.classes, seeds=args.seeds, readme=args.readme,
-                              baseline=args.baseline, archive=args.archive, summary_only=args.summary_only)
+                              baseline=args.baseline, archive=args.archive, summary_only=args.summary_only,
+                              time_limit=args.time_limit)
     except Interrupted as exc:
         print(f"reconad benchmark: {exc}\nresume with: reconad benchmark {shlex.quote(args.suite)} --out "
               f"{shlex.quote(args.out)} --jobs {args.jobs} --resume", file=sys.stderr)
@@ -317,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write summary.md's tables into this file, between <!-- benchmark:NAME:start/end -->")
     p.add_argument("--summary-only", action="store_true",
                    help="run no cell: summarise the finished cells in --out and --archive (implies --resume)")
+    p.add_argument("--time-limit", type=_duration, default=None, metavar="DURATION",
+                   help="start no cell expected to end past this (90m, 2h, 1:30:00; from the median time of its "
+                        "method's finished cells), then write the summary; --resume goes on with the rest")
     p.set_defaults(func=_cmd_benchmark)
     p = sub.add_parser("export", help="export a run or a Detector.save file to ONNX, parity checked (docs/deploy.md)")
     p.add_argument("run", metavar="RUN_OR_ARTIFACT", help="a run folder, its checkpoint.pt, or a Detector.save file")

@@ -46,8 +46,8 @@ def _rows(out: Path) -> list[dict]:
 
 def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench"
-    assert main(["benchmark", str(QUICK), "--out", str(out), "--quick", "--device", "cpu"]) == 0
-    rows = _rows(out)
+    assert main(["benchmark", str(QUICK), "--out", str(out), "--quick", "--device", "cpu", "--jobs", "2"]) == 0
+    rows = _rows(out)       # two processes; the rows in the suite's order
     assert [(r["method"], r["dataset"], r["status"]) for r in rows] == [
         ("memae", "digits", "ok"), ("memae", "brick", "ok"), ("cae", "digits", "ok"), ("cae", "brick", "ok")]
     for r in rows:       # each cell is an ordinary run folder, its metrics those of results.csv
@@ -66,6 +66,7 @@ def test_quick_suite_end_to_end_then_resume_skips_every_cell(tmp_path: Path, cap
     assert rows[0]["evaluators"] == ""
     summary = (out / "summary.md").read_text()
     assert "| memae |" in summary and "Paired against the baseline `memae`" in summary and "cells/hour" in summary
+    assert "(2 job(s) x " in summary
     assert "## aupro: mean ± std over 1 seed(s) [95 % bootstrap interval]" in summary
     assert "difference in aupro" in summary and "difference in pixel_auroc" in summary
     assert "## per_defect on brick (test.evaluators)" in summary
@@ -110,6 +111,72 @@ def test_failed_cell_is_recorded_the_rest_go_on_and_resume_reruns_failed_and_cha
     suite.methods["memae"].overrides.append("train.lr=0.002")           # a new config: a new cache key
     results, speed = run_cells(suite, suite.cells(device="cpu"), str(tmp_path / "b"), resume=True, log=lines.append)
     assert [r.cached for r in results] == [False, False] and speed["cells_run"] == 2
+
+
+def test_a_time_limit_starts_only_the_cells_expected_to_end_within_it(tmp_path: Path, monkeypatch) -> None:
+    """Method a's cells take 100 s, b's 10 s (a fake clock): a cell starts only when the median time of its
+    method's cells (this session's, else the cached ones, else any this session ran) ends within the limit."""
+    import concurrent.futures as cf
+
+    from reconad.benchmark import runner
+    from reconad.io import write_json
+
+    suite = load_suite(str(_suite(tmp_path, baseline="a", methods={"a": {"config": DIGITS, "set": TINY},
+                                                     "b": {"config": DIGITS, "set": TINY}}, datasets={
+        "digits": {"data": {"name": "digits", "image_size": 16, "anomalies_per_class": 5}, "classes": [0, 1, 2]}})))
+    cells = suite.cells(device="cpu")
+    now, started = [0.0], []
+
+    def fake_run_one(cell, out, key, threads=None, advance=1.0):
+        seconds = 100.0 if cell.method == "a" else 10.0
+        started.append(cell.label)
+        now[0] += seconds * advance
+        folder = os.path.join(out, cell.folder)
+        write_json(folder + ".json", {"key": key, "status": "ok", "metrics": {"image_auroc": 0.5},
+                                      "seconds": seconds, "machine": "x"})
+        return CellResult(cell, "ok", {"image_auroc": 0.5}, seconds, False, folder, machine="x")
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    out, lines = str(tmp_path / "b"), []
+    # nothing known: a/0 starts; a/1 (a: 100 s) ends at 200; a/2 would end at 300, b's (100 s: all this
+    # session knows) too
+    results, speed = run_cells(suite, cells, out, time_limit=250, clock=lambda: now[0], log=lines.append)
+    assert started == ["a digits/0 seed 0", "a digits/1 seed 0"]
+    assert [r.cell.label for r in results] == started
+    assert speed["cells_run"] == 2 and speed["not_started"] == 4 and speed["cells_left"] == 4
+    assert lines[-1] == "--time-limit 0:04:10: 4 cell(s) not started, each expected to end past it; --resume goes on with them"
+    assert lines[-2].startswith("[2/6] a digits/1 seed 0: image_auroc 0.5000 (100 s)")   # a/2 still to decide
+    # resumed within 50 s: a/2 (100 s by a's cached cells) is passed over, b's (unknown, then 10 s) fit
+    now[0], started[:] = 0.0, []
+    results, speed = run_cells(suite, cells, out, resume=True, time_limit=50, clock=lambda: now[0],
+                               log=lines.append)
+    assert started == ["b digits/0 seed 0", "b digits/1 seed 0", "b digits/2 seed 0"]
+    assert len(results) == 5 and speed["not_started"] == 1
+    with pytest.raises(BenchmarkError, match="--time-limit: expected a positive duration"):
+        run_cells(suite, cells, out, resume=True, time_limit=0, log=lines.append)
+    # two jobs: a/0 and a/1 start at once (each moving the clock 50 s); a/2 would end at 150 or 200 > 140
+    monkeypatch.setattr(runner, "_pool", lambda jobs, threads: cf.ThreadPoolExecutor(jobs))
+    monkeypatch.setattr(runner, "run_one", lambda *a: fake_run_one(*a, advance=0.5))
+    now[0], started[:] = 0.0, []
+    results, speed = run_cells(suite, cells, str(tmp_path / "c"), jobs=2, time_limit=140, clock=lambda: now[0],
+                               log=lines.append)
+    assert sorted(started) == ["a digits/0 seed 0", "a digits/1 seed 0"] and speed["not_started"] == 4
+
+
+def test_time_limit_flag_parses_durations_and_goes_into_the_command(tmp_path: Path, capsys) -> None:
+    from reconad.cli import _duration
+
+    assert [_duration(t) for t in ("90", "45s", "30m", "2h", "1.5h", "1:30:00")] == [90, 45, 1800, 7200, 5400, 5400]
+    for bad in ("0", "-5m", "2d", "soon", "1:30", "inf"):
+        with pytest.raises(Exception, match="expected a positive duration"):
+            _duration(bad)
+    path = _suite(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["benchmark", str(path), "--out", str(tmp_path / "x"), "--time-limit", "soon"])
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "x"), "--summary-only", "--time-limit", "1h"]) != 0
+    assert "--summary-only runs no cell, so --time-limit" in capsys.readouterr().err
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "x"), "--device", "cpu", "--time-limit", "1h"]) == 0
+    assert "--resume --time-limit 3600s" in (tmp_path / "x" / "summary.md").read_text()
 
 
 def test_a_selection_runs_only_its_cells_and_the_summary_holds_every_finished_one(tmp_path: Path, capsys) -> None:

@@ -105,3 +105,30 @@ def test_summary_judges_each_figure_against_its_goal(tmp_path):
     assert "8x512x512         41.0 us  4.0x kthvalue  [<= 40: missed]" in text
     assert "[<= 15.0 ms: MET]" in text
     assert "Gpix/s: 26.2: missed]" in text                    # 104.9 Mpix in 4 ms
+
+
+@pytest.mark.slow
+def test_suite_step_runs_a_benchmark_in_the_budget_left_and_goes_on_from_an_archive(tmp_path):
+    """--suite: the quick suite's memae cells into OUT/archive; a second check given that archive
+    (--suite-archive) skips them and runs the rest; a budget too small for the step skips it, saying why."""
+    mod = _module()
+    quick = os.path.join(ROOT, "benchmarks", "suites", "quick.yaml")
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    first = mod.Check(str(tmp_path / "a"), budget=600.0, env={})
+    rec = first.step("suite", lambda: mod.step_suite(first, quick, ["--quick", "--methods", "memae"], "cpu", None))
+    assert rec["status"] == "ok", rec.get("why")
+    assert [c["cell"] for c in rec["cells"]] == ["memae digits/0 seed 0", "memae brick seed 0"]
+    assert all(0 <= c["image_auroc"] <= 1 for c in rec["cells"]) and rec["not_started"] == 0
+    archived = tmp_path / "a" / "archive"
+    assert len(list(archived.rglob("seed0.json"))) == 2
+    second = mod.Check(str(tmp_path / "b"), budget=600.0, env={})
+    rec = second.step("suite", lambda: mod.step_suite(second, quick, ["--quick"], "cpu", str(archived)))
+    assert [c["cell"] for c in rec["cells"]] == ["cae digits/0 seed 0", "cae brick seed 0"]
+    assert "4 of 4 cells finished" in (tmp_path / "b" / "suite.log").read_text()
+    assert len(list((tmp_path / "b" / "archive").rglob("seed0.json"))) == 4
+    lines = "\n".join(mod.summarize(second))
+    assert "suite quick.yaml (--time-limit " in lines and "2 cell(s) ran, 0 not started" in lines
+    assert "  cae brick seed 0: image_auroc " in lines
+    tight = mod.Check(str(tmp_path / "c"), budget=40.0, env={})
+    assert mod.step_suite(tight, quick, ["--quick"], "cpu", None)["status"] == "skipped"

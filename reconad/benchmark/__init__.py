@@ -23,7 +23,7 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
                   device: str | None = None, methods: list[str] | None = None, datasets: list[str] | None = None,
                   classes: list[str] | None = None, seeds: list[int] | None = None, readme: str | None = None,
                   baseline: str | None = None, archive: str | None = None, summary_only: bool = False,
-                  log: Callable[[str], None] = print) -> dict[str, str]:
+                  time_limit: float | None = None, log: Callable[[str], None] = print) -> dict[str, str]:
     """Run (or resume) a suite into ``out`` and write its outputs; returns their paths by kind. ``methods``,
     ``datasets``, ``classes``, ``seeds``: run only those cells (the summary holds every finished cell).
     ``readme``: also write summary.md's tables into that README, between the suite's markers. ``baseline``:
@@ -31,7 +31,8 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
     ``archive``: restore the finished cells kept there into ``out`` first (``resume`` is implied), and keep
     every finished cell there (``reconad.benchmark.archive``: small enough to commit). ``summary_only``: run no
     cell, write the outputs from the finished cells in ``out`` and the archive (``resume`` is implied; a
-    selection is an error, as is nothing finished)."""
+    selection is an error, as is nothing finished). ``time_limit`` (seconds): start no cell expected to end past
+    it (``runner.run_cells``), then write the outputs; ``resume`` goes on with the rest."""
     import torch
 
     from .runner import environment
@@ -51,7 +52,7 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
               "--seeds": None if seeds is None else [str(s) for s in seeds]}
     selected = select(suite, cells, methods=methods, datasets=datasets, classes=classes, seeds=seeds)
     if summary_only:
-        given = [k for k, v in chosen.items() if v is not None]
+        given = [k for k, v in chosen.items() if v is not None] + (["--time-limit"] if time_limit else [])
         if given:
             raise SuiteError(f"--summary-only runs no cell, so {', '.join(given)} (which choose the cells to run) "
                              "cannot go with it: the summary holds every finished cell")
@@ -74,7 +75,7 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
             if result.status == "ok":
                 arch.save(archive, out, result)
     results, speed = run_cells(suite, cells, out, jobs=jobs, resume=resume, selected=selected, on_result=keep,
-                               log=log)
+                               time_limit=time_limit, log=log)
     if summary_only and not results:
         why = (f"; the {restored} cell(s) restored from --archive {archive} are of other configs (a changed config, "
                "--device or --quick changes a cell's cache key)" if restored
@@ -90,6 +91,7 @@ def run_benchmark(suite_path: str, out: str, *, jobs: int = 1, resume: bool = Fa
                           *(["--quick"] if quick else []), *(["--device", device] if device else []),
                           *(a for k, v in chosen.items() if v is not None for a in (k, ",".join(v))),
                           "--summary-only" if summary_only else "--resume",
+                          *(["--time-limit", f"{time_limit:g}s"] if time_limit else []),
                           *(["--baseline", baseline] if baseline is not None else []),
                           *(["--archive", os.path.relpath(archive)] if archive else []),
                           *(["--readme", os.path.relpath(readme)] if readme else [])])

@@ -215,11 +215,14 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _hms(seconds: float) -> str:
+    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+
+
 def _eta(done: list[float], remaining: int, jobs: int) -> str:
     if not done or remaining == 0:
         return "done" if remaining == 0 else "?"
-    seconds = sum(done) / len(done) * remaining / max(1, jobs)
-    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+    return _hms(sum(done) / len(done) * remaining / max(1, jobs))
 
 
 def _line(result: CellResult, metric: str) -> str:
@@ -229,18 +232,39 @@ def _line(result: CellResult, metric: str) -> str:
     return f"{metric} {value:.4f}" if isinstance(value, float) else "no metric"
 
 
+def _expected_seconds(cell: Cell, ran: list[CellResult], cached: list[CellResult]) -> float:
+    """How long ``cell`` should take: the median time of this session's finished cells of its method, else of
+    its method's cached cells, else of every cell this session finished; 0 when nothing is known yet."""
+    for times in ([r.seconds for r in ran if r.status == "ok" and r.cell.method == cell.method],
+                  [r.seconds for r in cached if r.cell.method == cell.method and r.seconds > 0],
+                  [r.seconds for r in ran if r.status == "ok"]):
+        if times:
+            return float(np.median(times))
+    return 0.0
+
+
+def _pool(jobs: int, threads: int) -> cf.Executor:
+    return cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                                  initargs=(threads,))
+
+
 def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resume: bool = False,
               selected: list[bool] | None = None, on_result: Callable[[CellResult], None] | None = None,
+              time_limit: float | None = None, clock: Callable[[], float] = time.monotonic,
               log: Callable[[str], None] = print) -> tuple[list[CellResult], dict[str, Any]]:
     """Check the suite's cells, then run those not cached; one progress line per cell. Returns every cell's
     result (cached ones included, in the suite's order) and the session's speed. ``selected`` (one flag per
     cell): only those run; the others are returned when their cache entry is finished and left out when not,
     so a suite run in parts summarises everything finished so far. ``on_result``: called with each cell this
-    session runs, as it finishes."""
+    session runs, as it finishes. ``time_limit`` (seconds from the first cell on, by ``clock``): a cell starts
+    only when its expected time (``_expected_seconds``) ends within it; a running cell is never stopped, and
+    the cells not started are left for ``resume``."""
     from ..config import load_config, to_dict
 
     if jobs < 1:
         raise BenchmarkError(f"--jobs: expected at least 1, got {jobs}")
+    if time_limit is not None and not time_limit > 0:
+        raise BenchmarkError(f"--time-limit: expected a positive duration, got {time_limit} s")
     cells_dir = os.path.join(out, "cells")
     if os.path.isdir(cells_dir) and os.listdir(cells_dir) and not resume:
         raise BenchmarkError(f"--out {out!r} already holds a benchmark; pass --resume to continue it (finished "
@@ -267,30 +291,50 @@ def run_cells(suite: Suite, cells: list[Cell], out: str, *, jobs: int = 1, resum
     import torch
 
     threads = max(1, torch.get_num_threads() // jobs)
-    durations: list[float] = []
-    t0 = time.perf_counter()
+    cached = list(results.values())
+    ran: list[CellResult] = []
+    pending, not_started = list(todo), []
+    t0 = clock()
 
     def report(i: int, result: CellResult) -> None:
         results[i] = result
-        durations.append(result.seconds)
-        n = len(durations)
-        log(f"[{n}/{len(todo)}] {result.cell.label}: {_line(result, suite.metric)} ({result.seconds:.0f} s); "
-            f"ETA {_eta(durations, len(todo) - n, jobs)}")
+        ran.append(result)
+        n, total = len(ran), len(todo) - len(not_started)
+        log(f"[{n}/{total}] {result.cell.label}: {_line(result, suite.metric)} ({result.seconds:.0f} s); "
+            f"ETA {_eta([r.seconds for r in ran], total - n, jobs)}")
         if on_result is not None:
             on_result(result)
 
+    def next_cell() -> int | None:
+        """The next cell to start; with a time limit, those expected to end past it are passed over."""
+        while pending:
+            i = pending.pop(0)
+            if time_limit is None or clock() - t0 + _expected_seconds(cells[i], ran, cached) <= time_limit:
+                return i
+            not_started.append(i)
+        return None
+
     if jobs == 1:
-        for i in todo:
+        while (i := next_cell()) is not None:
             report(i, run_one(cells[i], out, keys[i]))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
-            futures = {pool.submit(run_one, cells[i], out, keys[i], threads): i for i in todo}
-            for fut in cf.as_completed(futures):
-                report(futures[fut], fut.result())
-    wall = time.perf_counter() - t0
-    speed = {"cells_run": len(todo), "wall_seconds": wall, "jobs": jobs, "threads_per_job": threads,
-             "cells_per_hour": len(todo) / wall * 3600 if todo and wall > 0 else None}
-    speed["cells_left"] = left
+        with _pool(jobs, threads) as pool:
+            running: dict[cf.Future, int] = {}
+            while True:
+                while len(running) < jobs and (i := next_cell()) is not None:
+                    running[pool.submit(run_one, cells[i], out, keys[i], threads)] = i
+                if not running:
+                    break
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    report(running.pop(fut), fut.result())
+    wall = clock() - t0
+    if not_started:
+        log(f"--time-limit {_hms(time_limit or 0)}: {len(not_started)} cell(s) not started, each expected to end "
+            "past it; --resume goes on with them")
+    speed = {"cells_run": len(ran), "wall_seconds": wall, "jobs": jobs, "threads_per_job": threads,
+             "cells_per_hour": len(ran) / wall * 3600 if ran and wall > 0 else None}
+    speed["cells_left"] = left + len(not_started)
+    speed["not_started"] = len(not_started)
     return [results[i] for i in range(len(cells)) if i in results], speed
 

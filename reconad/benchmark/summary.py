@@ -266,7 +266,9 @@ def summarise(s: Summary, speed: dict[str, Any], command: str, env: dict[str, An
     if speed.get("cells_left"):
         lines += [f"**Partial**: {len(s.results)} of {len(s.results) + speed['cells_left']} cells of the suite; the "
                   f"other {speed['cells_left']} have not run yet (a selection: --methods, --datasets, --classes, "
-                  "--seeds). A method's mean over a dataset needs every class of a seed; `—` where not.", ""]
+                  "--seeds" + (f"; {speed['not_started']} not started within --time-limit" if speed.get("not_started")
+                               else "") + "). A method's mean over a dataset needs every class of a seed; `—` where "
+                  "not.", ""]
     explained = False
     for k in [metric, *(k for k in METRICS if k != metric and any(key[2] == k for key in s.stats))]:
         with_ci = any(key[2] == k for key in s.ci)

@@ -2,7 +2,8 @@
 class normal, in the two-stage paper's Table 1 protocol.
 
 The files are Debian's ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``: idx files in
-/usr/share/datasets/fashion-mnist, the default ``data.root``) or any folder holding
+/usr/share/datasets/fashion-mnist, the default ``data.root``; the environment variable ``RECONAD_FASHION_MNIST``
+moves that default, and a run's config, hence a benchmark cell's cache key, stays the same) or any folder holding
 ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]`` and the ``t10k`` pair; nothing downloads.
 Training: the train file's images of ``data.normal_class`` (6000 in the full set), less the
 ``data.holdout_fraction`` held out for the threshold. Test: every t10k image (10000: 1000 normal, the other
@@ -11,6 +12,7 @@ nine classes anomalous), or a seeded ``anomalies_per_class`` of each other class
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,12 +23,18 @@ from .base import NORMAL, DataError, DatasetSplits, DataSettings, TensorImageDat
     holdout_count, image_size, resize_images, to_channels
 from .digits import IDX_PAIRS, read_idx_pair
 
-__all__ = ["CLASSES", "DEFAULT_ROOT", "fashion_mnist", "load_fashion_mnist"]
+__all__ = ["CLASSES", "DEFAULT_ROOT", "ROOT_ENV", "default_root", "fashion_mnist", "load_fashion_mnist"]
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
-_INSTALL = ("install Debian's package (apt-get install dataset-fashion-mnist) or set data.root to a folder "
-            "holding Fashion-MNIST's idx files")
+ROOT_ENV = "RECONAD_FASHION_MNIST"
+_INSTALL = ("install Debian's package (apt-get install dataset-fashion-mnist) or set data.root (or the environment "
+            f"variable {ROOT_ENV}) to a folder holding Fashion-MNIST's idx files")
+
+
+def default_root() -> str:
+    """Where the idx files are when ``data.root`` is null: ``$RECONAD_FASHION_MNIST``, else Debian's folder."""
+    return os.environ.get(ROOT_ENV) or DEFAULT_ROOT
 
 
 @lru_cache(maxsize=2)
@@ -63,7 +71,7 @@ def fashion_mnist(settings: DataSettings, anomalies_per_class: int | None = None
     if anomalies_per_class is not None and (isinstance(anomalies_per_class, bool)
                                             or not isinstance(anomalies_per_class, int) or anomalies_per_class < 1):
         raise DataError(f"data.anomalies_per_class: expected a positive int or null (all), got {anomalies_per_class!r}")
-    files = load_fashion_mnist(str(settings.root or DEFAULT_ROOT))
+    files = load_fashion_mnist(str(settings.root or default_root()))
     (x_train, y_train), (x_test, y_test) = files["train"], files["test"]
     rng = np.random.default_rng(settings.seed)
     normal = rng.permutation(np.flatnonzero(y_train == c))

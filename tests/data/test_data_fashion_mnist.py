@@ -51,3 +51,14 @@ def test_missing_files_name_the_package(tmp_path: Path) -> None:
 def test_bad_class(fashion_root) -> None:
     with pytest.raises(DataError, match=r"data.normal_class: .*0 T-shirt/top.*got 10"):
         fashion_mnist(DataSettings("fashion_mnist", root=str(fashion_root[0]), normal_class=10))
+
+
+def test_the_environment_variable_moves_the_default_folder(fashion_root, monkeypatch) -> None:
+    root, xa, ya, *_ = fashion_root
+    monkeypatch.setenv("RECONAD_FASHION_MNIST", str(root))
+    splits = fashion_mnist(DataSettings("fashion_mnist", normal_class=3, image_size=28))
+    train = splits.train.paths + splits.holdout.paths
+    assert sorted(int(p.rsplit("/", 1)[1]) for p in train) == np.flatnonzero(ya == 3).tolist()
+    monkeypatch.setenv("RECONAD_FASHION_MNIST", str(root / "nowhere"))
+    with pytest.raises(DataError, match=r"nowhere is not a folder.*or the environment variable RECONAD_FASHION_MNIST"):
+        fashion_mnist(DataSettings("fashion_mnist", normal_class=3))
