@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also keep the whole output folder as this .tar.gz, rewritten after every step (for a "
                         "machine that returns few files: --out /tmp/gc --archive $OUT/gpu_check.tar.gz)")
     p.add_argument("--suite", default=None, metavar="SUITE.yaml",
-                   help="last: run this benchmark suite on the GPU in the budget left (its finished cells in OUT/archive)")
+                   help="last: run this benchmark suite on the GPU in the budget left (finished cells: OUT/archive)")
     p.add_argument("--suite-arg", action="append", default=[], metavar="ARG",
                    help="passed on to reconad benchmark, e.g. --suite-arg=--seeds=0 (repeatable)")
     p.add_argument("--suite-archive", default=None, metavar="DIR",

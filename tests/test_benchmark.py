@@ -144,7 +144,8 @@ def test_a_time_limit_starts_only_the_cells_expected_to_end_within_it(tmp_path: 
     assert started == ["a digits/0 seed 0", "a digits/1 seed 0"]
     assert [r.cell.label for r in results] == started
     assert speed["cells_run"] == 2 and speed["not_started"] == 4 and speed["cells_left"] == 4
-    assert lines[-1] == "--time-limit 0:04:10: 4 cell(s) not started, each expected to end past it; --resume goes on with them"
+    assert lines[-1] == ("--time-limit 0:04:10: 4 cell(s) not started, each expected to end past it; --resume goes "
+                         "on with them")
     assert lines[-2].startswith("[2/6] a digits/1 seed 0: image_auroc 0.5000 (100 s)")   # a/2 still to decide
     # resumed within 50 s: a/2 (100 s by a's cached cells) is passed over, b's (unknown, then 10 s) fit
     now[0], started[:] = 0.0, []
