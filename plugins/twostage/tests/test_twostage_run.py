@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+
+import pytest
 import torch
 
 from reconad.config import load_config
@@ -47,3 +49,35 @@ def test_resume_across_the_phase_switch_keeps_the_stage1_encoder(tmp_path):
     dec = [k for k in final if k.startswith("decoder.") and final[k].is_floating_point()]
     assert enc and all(torch.equal(final[k], stage1[k]) for k in enc)
     assert any(not torch.equal(final[k], stage1[k]) for k in dec)
+
+
+def test_balanced_score_is_fitted_on_the_held_out_images_and_kept_in_the_checkpoint(tmp_path):
+    """balance: holdout: the factor on lam is the spread ratio of the two decoders' terms over the held-out
+    normal images (scored again here with the plain eq. 10), saved with the weights, applied to every test image."""
+    import csv
+
+    import numpy as np
+
+    from reconad.engine.evaluate import score_dataset
+    from reconad.engine.trained import load_trained
+    from reconad.engine.trainer import build_data
+    from reconad.plugins import get_registry
+
+    cfg = load_config(os.path.join(ROOT, "configs", "twostage", "twostage.yaml"),
+                      TINY + ["model.objective.pretrain_steps=2", "model.scorers.0.balance=holdout",
+                              "data.holdout_fraction=0.2"])
+    run(cfg, str(tmp_path / "run"), log=lambda s: None)
+    trained = load_trained(str(tmp_path / "run"), device="cpu")
+    scorer = trained.model.scorers[0]
+    assert scorer.balance == "holdout"
+    w = float(scorer.weight)
+    scorer.weight.fill_(1.0)            # the raw terms on the held-out images, as fit_reference saw them
+    holdout = build_data(cfg, get_registry()).holdout
+    raw = score_dataset(trained.model, holdout, torch.device("cpu"), batch_size=16)
+    mse, dssim = raw.image["twostage_mse"], raw.image["twostage_ssim"]
+    assert w == pytest.approx(np.std(mse) / np.std(dssim), rel=1e-5) and w != 1.0
+    with open(tmp_path / "run" / "scores.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        expected = float(r["score_twostage_mse"]) - w * (1 - float(r["score_twostage_ssim"]))
+        assert float(r["score"]) == pytest.approx(expected, abs=1e-6)

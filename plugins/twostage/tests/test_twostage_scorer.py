@@ -42,3 +42,44 @@ def test_missing_second_reconstruction_names_the_decoder():
     x = torch.rand(2, 1, 16, 16)
     with pytest.raises(KeyError, match="recon_ssim.*twostage_dual"):
         TwoStageScorer()({"input": x, "recon": x})
+
+
+def _outputs(rng, n=6):
+    x = rng.random((n, 1, 16, 16))
+    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    return {"input": t(x), "recon": t(np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)),
+            "recon_ssim": t(np.clip(x + rng.normal(0, rng.uniform(0.05, 0.4, (n, 1, 1, 1)), x.shape), 0, 1))}
+
+
+def test_balance_holdout_scales_lam_by_the_spread_of_the_terms_on_the_reference():
+    rng = np.random.default_rng(0)
+    plain, balanced = TwoStageScorer(lam=0.5), TwoStageScorer(lam=0.5, balance="holdout")
+    assert "weight" not in plain.state_dict() and not plain.fit_reference({"mse": np.ones(3), "ssim": np.ones(3)})
+    ref = plain(_outputs(rng, 20)).parts                  # raw terms on 'held-out normal' images
+    ref = {k: v.numpy().astype(np.float64) for k, v in ref.items()}
+    assert balanced.fit_reference(ref)
+    w = ref["mse"].std() / ref["ssim"].std()              # numpy, population std
+    assert float(balanced.weight) == pytest.approx(w, rel=1e-6)
+    out = _outputs(rng)
+    a, b = plain(out), balanced(out)
+    mse, dssim = a.parts["mse"].numpy(), a.parts["ssim"].numpy()
+    np.testing.assert_allclose(b.image.numpy(), mse - 0.5 * w * (1 - dssim), rtol=1e-5, atol=1e-7)
+    # the same ranking as the sum of the two terms standardised on the reference (lam = 1)
+    z = mse / ref["mse"].std() + dssim / ref["ssim"].std()
+    one = TwoStageScorer(balance="holdout")
+    one.fit_reference(ref)
+    np.testing.assert_array_equal(np.argsort(one(out).image.numpy()), np.argsort(z))
+    sq = ((out["recon"] - out["input"]) ** 2).mean(1).numpy()
+    np.testing.assert_allclose(b.pixel.numpy() - sq, (a.pixel.numpy() - sq) * w, rtol=1e-4, atol=1e-7)
+    assert not balanced.fit_reference(None) and float(balanced.weight) == 1.0   # forgotten: eq. 10 again
+    np.testing.assert_allclose(balanced(out).image.numpy(), a.image.numpy(), rtol=1e-6)
+
+
+def test_balance_needs_a_known_name_and_a_spread_on_the_reference():
+    with pytest.raises(ValueError, match="balance must be one of none, holdout.*got 'auto'"):
+        TwoStageScorer(balance="auto")
+    sc = TwoStageScorer(balance="holdout")
+    with pytest.raises(ValueError, match=r"got 1 image\(s\).*data.holdout_fraction"):
+        sc.fit_reference({"mse": np.array([0.1]), "ssim": np.array([0.2]), "image": np.array([0.0])})
+    with pytest.raises(ValueError, match=r"std of MSE 0.1.*of 1 - SSIM 0"):
+        sc.fit_reference({"mse": np.array([0.1, 0.3]), "ssim": np.array([0.2, 0.2])})
