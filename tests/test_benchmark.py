@@ -17,7 +17,7 @@ from reconad.benchmark.runner import CellResult, load_pixels, run_cells, run_one
 from reconad.benchmark.stats import (Group, auroc_rows, auroc_weighted, bootstrap, draw_counts, interval, mean_std,
                                      pixel_replicates, pixel_stats)
 from reconad.benchmark.suite import parse_suite
-from reconad.benchmark.summary import Summary, _cell_times, _seed_table, read_scores
+from reconad.benchmark.summary import Summary, _cell_times, _seed_table, plot, read_scores
 from reconad.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -681,6 +681,33 @@ def test_a_method_with_classes_still_to_run_gets_no_interval(tmp_path: Path) -> 
     assert partial.cell("a", "digits", "image_auroc") == "—" and ("b", "digits", "image_auroc") in partial.ci
     full = Summary(suite, results, n_boot=20, seed=1)
     assert ("a", "digits", "image_auroc") in full.ci and ("a", "digits", "image_auroc") in full.paired
+
+
+def test_plot_draws_an_interval_that_excludes_the_mean(tmp_path: Path) -> None:
+    """Seed 0 complete and near chance, seed 1 in part and perfect: the mean (complete seeds only) lies below
+    the interval (every finished cell pooled); the plot draws it (error lengths would be negative)."""
+    suite = parse_suite({"baseline": "b", "seeds": [0, 1], "methods": {"a": DIGITS, "b": DIGITS},
+                         "datasets": {"digits": {"data": {"name": "digits"}, "classes": [0, 1]}}},
+                        str(tmp_path / "s.yaml"))
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    results = []
+    for c in suite.cells():
+        if c.method == "a" and c.seed == 1 and c.cls == 1:
+            continue                                   # seed 1 of a: in part
+        perfect = c.method == "a" and c.seed == 1
+        scores = labels + 0.1 * rng.random(100) if perfect else rng.random(100)
+        folder = tmp_path / c.folder
+        folder.mkdir(parents=True)
+        with open(folder / "scores.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([["path", "score", "label"],
+                                      *([f"img{i}", scores[i], labels[i]] for i in range(100))])
+        results.append(CellResult(c, "ok", {"image_auroc": roc_auc_score(labels, scores)}, 1.0, False, str(folder)))
+    s = Summary(suite, results, n_boot=50)
+    mean, (lo, hi) = s.stats[("a", "digits", "image_auroc")][0], s.ci[("a", "digits", "image_auroc")]
+    assert mean < lo                                   # the case drawn
+    plot(s, str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_summary_reports_evaluators_and_the_epochs_kept(tmp_path: Path) -> None:

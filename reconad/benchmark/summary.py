@@ -439,12 +439,20 @@ def plot(s: Summary, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def interval(ax: Any, x: float, lo: float, hi: float, cap: float) -> None:
+        # drawn from its ends, not as lengths around the value: the mean over complete seeds can lie outside
+        # an interval that also pools the cells of a seed still in part
+        ax.vlines(x, lo, hi, colors="black", lw=1)
+        ax.hlines([lo, hi], x - cap, x + cap, colors="black", lw=1)
+
     metric = s.suite.metric
+    palette = plt.get_cmap("tab10" if len(s.methods) <= 10 else "tab20")
+    color = {m: palette(j % palette.N) for j, m in enumerate(s.methods)}   # one per method, in both panels
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(1, len(s.methods))
     bottoms: list[float] = []
     for j, m in enumerate(s.methods):
-        xs, ys, lo, hi = [], [], [], []
+        xs, ys, spans = [], [], []
         for i, d in enumerate(s.datasets):
             st = s.stats.get((m, d, metric))
             if st is None:
@@ -452,19 +460,20 @@ def plot(s: Summary, path: str) -> None:
             ci = s.ci.get((m, d, metric)) or (st[0] - st[1], st[0] + st[1])   # without an interval: +- std
             xs.append(i + j * width)
             ys.append(st[0])
-            lo.append(st[0] - ci[0])
-            hi.append(ci[1] - st[0])
-        axes[0].bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=m)
-        bottoms += [y - e for y, e in zip(ys, lo)]
+            spans.append(ci)
+        axes[0].bar(xs, ys, width, label=m, color=color[m])
+        for x, (lo, hi) in zip(xs, spans):
+            interval(axes[0], x, lo, hi, width / 4)
+        bottoms += [min(y, lo) for y, (lo, _) in zip(ys, spans)]
     others = [m for m in s.methods if m != s.suite.baseline]
     diff_metric = metric if any(key[2] == metric for key in s.paired) else "image_auroc"
     for k, m in enumerate(others):     # the paired differences, the methods side by side around each dataset
         pts = [(i + (k - (len(others) - 1) / 2) * 0.8 / max(1, len(others)), s.paired[(m, d, diff_metric)])
                for i, d in enumerate(s.datasets) if (m, d, diff_metric) in s.paired]
         if pts:
-            axes[1].errorbar([p[0] for p in pts], [p[1][0] for p in pts],
-                             yerr=[[p[1][0] - p[1][1] for p in pts], [p[1][2] - p[1][0] for p in pts]],
-                             fmt="o", capsize=3, label=m)
+            axes[1].plot([p[0] for p in pts], [p[1][0] for p in pts], "o", label=m, color=color[m])
+            for x, (_, lo, hi) in pts:
+                interval(axes[1], x, lo, hi, 0.02)
     axes[0].set_xticks([i + (len(s.methods) - 1) * width / 2 for i in range(len(s.datasets))], s.datasets)
     axes[1].set_xticks(range(len(s.datasets)), s.datasets)
     axes[1].set_xlim(-0.5, len(s.datasets) - 0.5)
